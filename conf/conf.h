@@ -3,6 +3,36 @@
  * A loaded configuration is one immutable `struct conf`; every string and
  * array in it is owned by it and freed by conf_free(). Nothing here keeps
  * global state, so two configurations can live side by side during a reload.
+ *
+ * How files are read (SPEC 2; where SPEC is silent, these are the rules):
+ * - Comments: a line starting with `;` or `#`, or ` ;` (blank first) after a
+ *   value, also right after `=` (`admin_token =   ; none` is empty).
+ * - A line may hold at most 197 characters once its comment and surrounding
+ *   blanks are gone (inih's 200-byte buffer); longer is an error, never cut.
+ * - Leading blanks are ignored: an indented line is an ordinary line, never a
+ *   continuation of the previous value. CRLF and a UTF-8 BOM are fine.
+ * - Keys are case-sensitive, keyword values (`none`, `hash`, `yes`, units)
+ *   are not. Unknown sections or keys, a key twice in one section (except
+ *   listen, allow, deny_destinations and source, which accumulate) and a
+ *   section twice are errors. The first error stops loading.
+ * - Names of sources and pools: 1..64 of [A-Za-z0-9_.-]; user names: 1..255
+ *   visible bytes. `[source "a"]` and `[source a]` are the same.
+ * - CIDRs: host bits beyond the prefix are masked silently (10.1.2.3/8 is
+ *   10.0.0.0/8); networks inside ::ffff:0:0/96 are stored as IPv4.
+ * - Pool entries: `NAME_OR_ADDRESS [weight=N] [priority=N]`, weight 0..65535
+ *   (default 1), priority 0..65535 (default 0) and only with
+ *   `strategy = failover`; `hash_key` only with `strategy = hash`.
+ * - Suspension rules (unplumbed, proxy_unhealthy) resolve per source: the
+ *   source's own keys, then [defaults], then the built-in rule: enabled,
+ *   trigger immediate, duration 5m. `X = off` (source or [defaults]) disables
+ *   it; a trigger whose chain has no duration is an error.
+ * - [defaults] may hold only the per-source policy keys and applies to every
+ *   source, defined before or after it, anonymous ones included.
+ * - `rate = unlimited` overrides an inherited rate; `max_connections = 0` too.
+ * - handshake_timeout and connect_timeout must be > 0; tcp_keepalive is 0 or
+ *   whole seconds; [server] max_connections is >= 1.
+ * - `listen = ADDR:PORT source=same` cannot carry pool=; on a specific address
+ *   that address must belong to a source (address or prefix).
  */
 #ifndef SOCKPOOL_CONF_H
 #define SOCKPOOL_CONF_H
@@ -35,7 +65,8 @@ struct conf_threshold {
 };
 
 struct conf_suspend_rule {
-	bool enabled;		/* false: rule off (`= off`) or never configured */
+	bool enabled;		/* false: rule off (`X = off` in the source or [defaults]);
+				 * a rule nobody configures is on: immediate, 5m */
 	struct conf_threshold trigger;
 	uint64_t duration_ms;	/* > 0 whenever enabled */
 };
@@ -60,7 +91,8 @@ enum conf_prefix_pick {
 };
 
 struct conf_source {
-	char *name;		/* section name, or the address text for bare sources */
+	char *name;		/* section name, or for bare sources the address as
+				 * inet_ntop writes it (`2001:db8::11`) */
 	unsigned line;		/* where it was defined */
 	bool anonymous;		/* defined by a bare address in a pool */
 	enum conf_source_kind kind;
@@ -75,7 +107,7 @@ struct conf_source {
 	struct conf_suspend_rule unplumbed;
 	struct conf_suspend_rule proxy_unhealthy;
 	uint32_t max_connections;	/* 0 = unlimited */
-	struct conf_threshold rate;	/* count 0 = unlimited */
+	struct conf_threshold rate;	/* count 0 = unlimited; else count >= 1, period > 0 */
 	bool resume_when_plumbed;
 };
 
@@ -93,8 +125,8 @@ enum conf_hash_key {
 
 struct conf_pool_entry {
 	size_t source;		/* index into conf->sources */
-	uint32_t weight;	/* 0 = excluded */
-	uint32_t priority;	/* failover tier, lower first; default 0 */
+	uint32_t weight;	/* 0 = excluded; at most 65535 */
+	uint32_t priority;	/* failover tier, lower first; default 0; at most 65535 */
 	unsigned line;
 };
 
@@ -146,7 +178,8 @@ struct conf_server {
 };
 
 struct conf {
-	char *path;		/* file it came from, or "<default>" / "<string>" */
+	char *path;		/* file it came from, or "<default>"; for strings the name
+				 * given to conf_load_string, "<string>" without one */
 	struct conf_server server;
 	struct conf_source *sources;
 	size_t n_sources;
@@ -160,7 +193,9 @@ struct conf {
 
 /* Load and validate an INI file.
  * @return 0 and *out (free with conf_free), or -errno with a message in err
- *         (`file:line: key: what was expected`); -ENOENT etc. for I/O. */
+ *         (`file:line: [section] key: what was expected, got 'value'`;
+ *         secrets are never echoed): -EINVAL for the content, -ENOMEM,
+ *         -ENOENT etc. for I/O. On error *out is left untouched. */
 int conf_load_file(const char *path, struct conf **out, char *err, size_t errlen);
 
 /* Same, from text in memory; `name` stands for the file name in errors. */
@@ -168,8 +203,10 @@ int conf_load_string(const char *text, const char *name, struct conf **out, char
 		     size_t errlen);
 
 /* The embedded default (SPEC 2): 127.0.0.1:1080 and [::1]:1080, admin on
- * 127.0.0.1:9180, loopback clients, pool `default` = the default route plus
- * each address in `env_sources` (comma separated, may be NULL). */
+ * 127.0.0.1:9180, loopback clients, pool `default` = the default route
+ * (source `default`, CONF_SOURCE_DEFAULT_ROUTE) plus one anonymous source per
+ * address in `env_sources` (comma separated, may be NULL). A bad or repeated
+ * address is -EINVAL with a message naming SOCKPOOL_SOURCES. */
 int conf_load_default(const char *env_sources, struct conf **out, char *err, size_t errlen);
 
 void conf_free(struct conf *conf);
@@ -177,7 +214,7 @@ void conf_free(struct conf *conf);
 /* Print the resolved listeners, sources and pools (for `--check`). */
 void conf_dump(const struct conf *conf, FILE *out);
 
-/* Lookups by name. @return index, or -ENOENT. */
+/* Lookups by name. @return index, or -ENOENT (-EINVAL for NULL arguments). */
 int conf_find_source(const struct conf *conf, const char *name);
 int conf_find_pool(const struct conf *conf, const char *name);
 int conf_find_user(const struct conf *conf, const char *name);
@@ -192,13 +229,16 @@ int conf_parse_uint(const char *text, uint64_t max, uint64_t *out);	/* allows `,
 int conf_parse_addr_port(const char *text, bool need_port, struct sockaddr_storage *out);
 int conf_parse_addr(const char *text, struct sockaddr_storage *out);	/* no port */
 int conf_parse_cidr(const char *text, struct conf_cidr *out);	/* bare address = host route */
-int conf_parse_cidr_list(const char *text, struct conf_cidr_list *out); /* `,`/`;` separated */
+/* `,`/`;` separated, at least one item, no empty ones. On success out->items is
+ * malloc'd: the caller frees it with free(). -ENOMEM is possible. */
+int conf_parse_cidr_list(const char *text, struct conf_cidr_list *out);
 
 /* Whether `addr` (AF_INET/AF_INET6 sockaddr; v4-mapped v6 counts as v4)
  * falls in any network of the list. */
 bool conf_cidr_list_match(const struct conf_cidr_list *list, const struct sockaddr *addr);
 
-/* Format an address as `1.2.3.4:80` / `[::1]:80` (port omitted if 0). */
+/* Format an address as `1.2.3.4:80` / `[::1]:80`; with port 0 as `1.2.3.4` /
+ * `::1`. 64 bytes always suffice. @return buf, or NULL when buf/len is 0. */
 const char *conf_addr_str(const struct sockaddr *addr, char *buf, size_t len);
 
 #endif
