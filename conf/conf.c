@@ -1033,7 +1033,8 @@ static int listen_key(struct loader *ld, const struct key_def *k, const char *va
 		goto fail;
 	}
 	for (size_t i = 0; i < sv->n_listens; i++) {
-		if (conf__addr_equal(&sv->listens[i].addr, &l.addr)) {
+		/* Port 0 asks the kernel for a free port: two of them never clash. */
+		if (conf__addr_port(&l.addr) != 0 && conf__addr_equal(&sv->listens[i].addr, &l.addr)) {
 			fail(ld, ld->line, "%s %s: %s is already a listener (line %u)", ld->label,
 			     k->name, conf_addr_str((struct sockaddr *)&l.addr, addr, sizeof(addr)),
 			     sv->listens[i].line);
@@ -1818,7 +1819,8 @@ static int resolve_server(struct loader *ld)
 			     addr);
 			return -EINVAL;
 		}
-		if (sv->admin_enabled && conf__addr_equal(&sv->admin_listen, &l->addr)) {
+		if (sv->admin_enabled && conf__addr_port(&l->addr) != 0 &&
+		    conf__addr_equal(&sv->admin_listen, &l->addr)) {
 			fail(ld, l->line ? l->line : ld->server.line[SK_ADMIN_LISTEN],
 			     "[server] listen: %s is also admin_listen", addr);
 			return -EINVAL;

@@ -1458,6 +1458,12 @@ static void test_listen_errors(void **state)
 				 "[source n]\nprefix = 2001:db8:1::/64\n");
 	assert_int_equal(c->server.n_listens, 3);
 	conf_free(c);
+	/* Port 0 is "any free port": such listeners never clash. */
+	c = load_ok("[server]\nlisten = 127.0.0.1:0\nlisten = 127.0.0.1:0\n"
+		    "admin_listen = 127.0.0.1:0\n");
+	assert_int_equal(c->server.n_listens, 2);
+	assert_true(c->server.admin_enabled);
+	conf_free(c);
 }
 
 /* ---- users ---- */
