@@ -1,1 +1,102 @@
-int main(void){return 0;}
+/* sockpool: SOCKS5 forward proxy with weighted source-IP pools. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "log.h"
+#include "proxy.h"
+#include "version.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: sockpool [-c FILE] [--check]\n"
+		"\n"
+		"SOCKS5 proxy that picks each connection's source IP from weighted pools.\n"
+		"\n"
+		"  -c, --config FILE  configuration file (INI); without it the embedded\n"
+		"                     default runs: 127.0.0.1:1080 and [::1]:1080, loopback\n"
+		"                     clients, the default route plus SOCKPOOL_SOURCES\n"
+		"  -t, --check        validate the configuration, print the resolved pools\n"
+		"                     and exit 0 (valid) or 1 (invalid)\n"
+		"  -V, --version      print the version and exit\n"
+		"  -h, --help         print this help and exit\n"
+		"\n"
+		"Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, 't'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	bool check = false;
+	char err[CONF_ERR_MAX];
+	struct conf *conf = NULL;
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = true;
+			break;
+		case 'V':
+			printf("sockpool %s\n", SOCKPOOL_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sockpool: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	err[0] = '\0';
+	if (path)
+		rc = conf_load_file(path, &conf, err, sizeof err);
+	else
+		rc = conf_load_default(getenv("SOCKPOOL_SOURCES"), &conf, err, sizeof err);
+	if (rc < 0) {
+		if (check)
+			fprintf(stderr, "sockpool: %s\n", err[0] ? err : strerror(-rc));
+		else
+			log_error("main", "configuration rejected: %s", err[0] ? err : strerror(-rc));
+		return 1;
+	}
+
+	if (check) {
+		struct proxy_gen *gen = NULL;
+
+		/* Building the pools catches what only the pool engine checks. */
+		rc = proxy_gen_new(conf, NULL, &gen, err, sizeof err);
+		if (rc < 0) {
+			fprintf(stderr, "sockpool: %s\n", err);
+			return 1;
+		}
+		for (size_t i = 0; i < conf->n_warnings; i++)
+			fprintf(stderr, "sockpool: warning: %s\n", conf->warnings[i]);
+		conf_dump(conf, stdout);
+		printf("configuration ok\n");
+		proxy_gen_unref(gen); /* frees conf with it */
+		return 0;
+	}
+
+	return proxy_run(conf, path);
+}

@@ -1,2 +1,447 @@
-/* placeholder */
-typedef int sockpool_placeholder;
+/* server: listeners, signals, reload, pool expiry timer, shutdown. */
+#include <assert.h>
+#include <errno.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "log.h"
+#include "pool.h"
+#include "proxy.h"
+
+struct client_slot {
+	uint8_t addr[16];
+	uint32_t count; /* 0 = free */
+	bool tomb;	/* was used: keep probing past it */
+};
+
+/* ---- per-client counts: open addressing over the client's IP bytes ---- */
+
+static size_t client_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		key[10] = key[11] = 0xff;
+	} else {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+	uint64_t h = 1469598103934665603ull;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 1099511628211ull;
+	return (size_t)h;
+}
+
+static int clients_grow(struct proxy *px)
+{
+	size_t cap = px->clients_cap ? px->clients_cap * 2 : 256;
+	struct client_slot *t = calloc(cap, sizeof *t);
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < px->clients_cap; i++) {
+		struct client_slot *o = &px->clients[i];
+		if (!o->count)
+			continue;
+		uint64_t h = 1469598103934665603ull;
+		for (int k = 0; k < 16; k++)
+			h = (h ^ o->addr[k]) * 1099511628211ull;
+		size_t j = (size_t)h & (cap - 1);
+		while (t[j].count)
+			j = (j + 1) & (cap - 1);
+		t[j] = *o;
+	}
+	free(px->clients);
+	px->clients = t;
+	px->clients_cap = cap;
+	px->clients_used = 0;
+	for (size_t i = 0; i < cap; i++)
+		px->clients_used += t[i].count ? 1 : 0;
+	return 0;
+}
+
+int proxy_client_add(struct proxy *px, const struct sockaddr *addr)
+{
+	uint32_t limit = px->gen->conf->server.max_connections_per_client;
+	uint8_t key[16];
+	size_t h, i, free_at = SIZE_MAX;
+
+	if ((px->clients_used + 1) * 2 > px->clients_cap && clients_grow(px) < 0)
+		return -ENOMEM;
+	h = client_key(addr, key);
+	for (i = h & (px->clients_cap - 1);; i = (i + 1) & (px->clients_cap - 1)) {
+		struct client_slot *s = &px->clients[i];
+		if (s->count && memcmp(s->addr, key, 16) == 0) {
+			if (limit && s->count >= limit)
+				return -EBUSY;
+			s->count++;
+			return 0;
+		}
+		if (!s->count && free_at == SIZE_MAX)
+			free_at = i;
+		if (!s->count && !s->tomb)
+			break;
+	}
+	memcpy(px->clients[free_at].addr, key, 16);
+	px->clients[free_at].count = 1;
+	if (!px->clients[free_at].tomb)
+		px->clients_used++;
+	px->clients[free_at].tomb = false;
+	return 0;
+}
+
+void proxy_client_remove(struct proxy *px, const struct sockaddr *addr)
+{
+	uint8_t key[16];
+	size_t h, i;
+
+	if (!px->clients_cap)
+		return;
+	h = client_key(addr, key);
+	for (i = h & (px->clients_cap - 1);; i = (i + 1) & (px->clients_cap - 1)) {
+		struct client_slot *s = &px->clients[i];
+		if (s->count && memcmp(s->addr, key, 16) == 0) {
+			if (--s->count == 0)
+				s->tomb = true;
+			return;
+		}
+		if (!s->count && !s->tomb)
+			return;
+	}
+}
+
+/* ---- pool events: the logging watcher and the expiry timer ---- */
+
+static void on_expire_timer(uv_timer_t *t)
+{
+	struct proxy *px = container_of(t, struct proxy, expire_timer);
+
+	px->expire_at = UINT64_MAX;
+	proxy_pools_changed(px);
+}
+
+void proxy_pools_changed(struct proxy *px)
+{
+	uint64_t now = uv_now(px->loop);
+	uint64_t next = pool_expire(px->gen->pools, now);
+
+	if (next == UINT64_MAX || next >= px->expire_at)
+		return;
+	px->expire_at = next;
+	/* At least 1 ms: a due expiry must never make the timer spin. */
+	uv_timer_start(&px->expire_timer, on_expire_timer, next > now ? next - now : 1, 0);
+}
+
+/* ---- listeners ---- */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct listener *l = container_of((uv_tcp_t *)server, struct listener, tcp);
+
+	if (status < 0) {
+		log_warn("server", "accept failed addr=%s error=\"%s\"", l->bound_str,
+			 uv_strerror(status));
+		return;
+	}
+	session_accept(l);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct listener *l = container_of((uv_tcp_t *)h, struct listener, tcp);
+
+	l->px->n_listeners_open--;
+}
+
+static int listener_open(struct proxy *px, struct listener *l, const struct conf_listen *cl)
+{
+	char err[CONF_ERR_MAX];
+	int fd = -1, rc, one = 1, qlen = 256;
+	int family = cl->addr.ss_family;
+	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+
+	l->px = px;
+	rc = uv_tcp_init(px->loop, &l->tcp);
+	if (rc < 0)
+		return rc;
+	px->n_listeners_open++;
+	/* Our own socket: SO_REUSEPORT and TCP_FASTOPEN must be set before
+	 * bind/listen, which uv_tcp_bind does not let us do (libuv 1.44). */
+	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)&cl->addr, len) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* Exim may send its greeting as Fast Open data; a kernel without TFO
+	 * support just ignores the listener setting. */
+	setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof qlen);
+	rc = uv_tcp_open(&l->tcp, fd);
+	if (rc < 0)
+		goto fail;
+	fd = -1;
+	rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+	if (rc < 0)
+		goto fail;
+	len = sizeof l->bound;
+	uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, (int *)&len);
+	conf_addr_str((const struct sockaddr *)&l->bound, l->bound_str, sizeof l->bound_str);
+	if (l->bound.ss_family == AF_INET ? ((struct sockaddr_in *)&l->bound)->sin_port == 0
+					  : ((struct sockaddr_in6 *)&l->bound)->sin6_port == 0)
+		snprintf(l->bound_str + strlen(l->bound_str), sizeof l->bound_str - strlen(l->bound_str), ":0");
+	log_info("server", "listening addr=%s pool=%s%s", l->bound_str,
+		 cl->pool ? cl->pool : px->gen->conf->server.default_pool,
+		 cl->source_same ? " source=same" : "");
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	conf_addr_str((const struct sockaddr *)&cl->addr, err, sizeof err);
+	log_error("server", "cannot listen addr=%s line=%u error=\"%s\"", err, cl->line,
+		  uv_strerror(rc));
+	uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+	return rc;
+}
+
+static void listeners_close(struct proxy *px)
+{
+	for (size_t i = 0; i < px->n_listeners; i++) {
+		uv_handle_t *h = (uv_handle_t *)&px->listeners[i].tcp;
+		if (!uv_is_closing(h))
+			uv_close(h, on_listener_closed);
+	}
+}
+
+/* ---- lifecycle ---- */
+
+static void maybe_finish(struct proxy *px)
+{
+	if (!px->stopping || px->n_sessions > 0)
+		return;
+	uv_close((uv_handle_t *)&px->sig_term, NULL);
+	uv_close((uv_handle_t *)&px->sig_int, NULL);
+	uv_close((uv_handle_t *)&px->sig_hup, NULL);
+	uv_close((uv_handle_t *)&px->expire_timer, NULL);
+	uv_close((uv_handle_t *)&px->shutdown_timer, NULL);
+}
+
+void proxy_session_gone(struct proxy *px)
+{
+	maybe_finish(px);
+}
+
+static void on_shutdown_timer(uv_timer_t *t)
+{
+	struct proxy *px = container_of(t, struct proxy, shutdown_timer);
+
+	log_warn("server", "shutdown timeout: closing live connections count=%zu",
+		 px->n_sessions);
+	session_close_all(px);
+}
+
+static void begin_shutdown(struct proxy *px, int signum)
+{
+	if (px->stopping) {
+		/* A second signal means: do not wait any longer. */
+		session_close_all(px);
+		return;
+	}
+	px->stopping = true;
+	log_info("server", "stopping signal=%s live=%zu drain_limit_ms=%llu", strsignal(signum),
+		 px->n_sessions, (unsigned long long)px->gen->conf->server.shutdown_timeout_ms);
+	listeners_close(px);
+	admin_stop(px->admin);
+	px->admin = NULL;
+	uv_timer_stop(&px->expire_timer);
+	if (px->n_sessions > 0)
+		uv_timer_start(&px->shutdown_timer, on_shutdown_timer,
+			       px->gen->conf->server.shutdown_timeout_ms, 0);
+	maybe_finish(px);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	struct proxy *px = s->data;
+
+	begin_shutdown(px, signum);
+}
+
+static const char *reload_path;
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+	struct proxy *px = s->data;
+	struct conf *conf = NULL;
+	struct proxy_gen *gen = NULL;
+	char err[CONF_ERR_MAX] = "";
+	int rc;
+
+	(void)signum;
+	if (!reload_path) {
+		log_warn("server", "SIGHUP ignored: running on the embedded default, no file to reload");
+		return;
+	}
+	rc = conf_load_file(reload_path, &conf, err, sizeof err);
+	if (rc == 0)
+		rc = proxy_gen_new(conf, px->gen, &gen, err, sizeof err);
+	if (rc < 0) {
+		log_error("server", "reload rejected, keeping the running configuration: %s",
+			  err[0] ? err : strerror(-rc));
+		return;
+	}
+	for (size_t i = 0; i < conf->n_warnings; i++)
+		log_warn("conf", "%s", conf->warnings[i]);
+	log_set_level((enum log_level)conf->server.log_level);
+	/* Listeners stay as they are: rebinding sockets under live clients is
+	 * not something a reload should do behind the operator's back. */
+	proxy_gen_unref(px->gen);
+	px->gen = gen;
+	px->expire_at = UINT64_MAX;
+	uv_timer_stop(&px->expire_timer);
+	proxy_pools_changed(px);
+	log_info("server", "reloaded path=%s sources=%zu pools=%zu", reload_path, conf->n_sources,
+		 conf->n_pools);
+}
+
+static int drop_privileges(const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (!pw) {
+		log_error("server", "user=%s: no such user", user);
+		return -ENOENT;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		int e = errno;
+		log_error("server", "cannot drop privileges to user=%s error=\"%s\"", user,
+			  strerror(e));
+		return -e;
+	}
+	log_info("server", "running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
+	return 0;
+}
+
+int proxy_run(struct conf *conf, const char *conf_path)
+{
+	struct proxy *px;
+	char err[CONF_ERR_MAX] = "";
+	int rc;
+
+	log_set_level((enum log_level)conf->server.log_level);
+	for (size_t i = 0; i < conf->n_warnings; i++)
+		log_warn("conf", "%s", conf->warnings[i]);
+	signal(SIGPIPE, SIG_IGN);
+
+	px = calloc(1, sizeof *px);
+	if (!px) {
+		conf_free(conf);
+		return 1;
+	}
+	px->loop = uv_default_loop();
+	px->started_wall_ms = (uint64_t)time(NULL) * 1000;
+	px->expire_at = UINT64_MAX;
+	rc = proxy_gen_new(conf, NULL, &px->gen, err, sizeof err);
+	if (rc < 0) {
+		log_error("main", "configuration rejected: %s", err);
+		free(px);
+		return 1;
+	}
+	reload_path = conf_path;
+
+	uv_signal_init(px->loop, &px->sig_term);
+	uv_signal_init(px->loop, &px->sig_int);
+	uv_signal_init(px->loop, &px->sig_hup);
+	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px;
+	uv_signal_start(&px->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&px->sig_int, on_signal, SIGINT);
+	uv_signal_start(&px->sig_hup, on_sighup, SIGHUP);
+	uv_timer_init(px->loop, &px->expire_timer);
+	uv_timer_init(px->loop, &px->shutdown_timer);
+	uv_unref((uv_handle_t *)&px->shutdown_timer);
+
+	px->n_listeners = conf->server.n_listens;
+	px->listeners = calloc(px->n_listeners, sizeof *px->listeners);
+	rc = px->listeners ? 0 : -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < px->n_listeners; i++) {
+		const struct conf_listen *cl = &conf->server.listens[i];
+		px->listeners[i].index = i;
+		rc = listener_open(px, &px->listeners[i], cl);
+		/* The embedded default also offers [::1]; a host or container
+		 * without IPv6 should still get a working proxy on 127.0.0.1. */
+		if (rc < 0 && strcmp(conf->path, "<default>") == 0 && cl->addr.ss_family == AF_INET6 &&
+		    (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT)) {
+			log_warn("server", "no IPv6 loopback here: serving IPv4 only");
+			rc = 0;
+		}
+	}
+	if (rc == 0 && conf->server.admin_enabled)
+		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen, &px->admin);
+	if (rc == 0 && conf->server.user)
+		rc = drop_privileges(conf->server.user);
+	if (rc < 0) {
+		px->exit_code = 1;
+		px->stopping = true;
+		listeners_close(px);
+		admin_stop(px->admin);
+		px->admin = NULL;
+		maybe_finish(px);
+	} else {
+		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu",
+			 (int)getpid(), px->n_listeners, conf->n_sources, conf->n_pools);
+	}
+
+	uv_run(px->loop, UV_RUN_DEFAULT);
+
+	rc = px->exit_code;
+	if (uv_loop_close(px->loop) != 0) {
+		log_error("main", "event loop still had open handles at exit");
+		rc = rc ? rc : 1;
+	}
+	proxy_gen_unref(px->gen);
+	free(px->listeners);
+	free(px->clients);
+	free(px);
+	if (rc == 0)
+		log_info("main", "stopped");
+	return rc;
+}
+
+/* ---- statistics ---- */
+
+const double proxy_hist_bounds_ms[PROXY_HIST_BUCKETS] = {1,   2.5,  5,    10,   25,    50,
+							   100, 250, 500, 1000, 2500, 10000};
+
+void proxy_hist_observe(struct proxy_hist *h, double ms)
+{
+	size_t i = 0;
+
+	while (i < PROXY_HIST_BUCKETS && ms > proxy_hist_bounds_ms[i])
+		i++;
+	h->buckets[i]++;
+	h->count++;
+	h->sum_ms += ms;
+}
+
+const char *proxy_result_name(enum proxy_result r)
+{
+	static const char *const names[PROXY_RESULT_COUNT] = {
+		"ok", "refused", "handshake", "auth", "not_allowed", "destination", "exhausted", "error",
+	};
+
+	return r < PROXY_RESULT_COUNT ? names[r] : "error";
+}

@@ -1,0 +1,135 @@
+/* proxy: the process-wide state shared by listeners and sessions.
+ *
+ * Internal to proxy/. One `struct proxy` owns the event loop's listeners,
+ * signal handlers and timers. Configuration, pools and users live in a
+ * `struct proxy_gen` (a generation): a reload makes a new generation and
+ * sessions keep the one they started with until they end, so a reload never
+ * pulls data from under a live connection.
+ */
+#ifndef SOCKPOOL_PROXY_H
+#define SOCKPOOL_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "conf.h"
+
+struct pool_set;
+struct auth_store;
+struct session;
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Size of the loop-wide relay read buffer. */
+#define PROXY_RELAY_BUF (64 * 1024)
+
+struct proxy_gen {
+	struct conf *conf;
+	struct pool_set *pools;
+	struct auth_store *auth;
+	unsigned refs; /* the proxy's own reference plus one per session */
+};
+
+struct listener {
+	uv_tcp_t tcp;
+	struct proxy *px;
+	size_t index;		/* into conf->server.listens */
+	struct sockaddr_storage bound;
+	char bound_str[64];
+};
+
+struct client_slot; /* per-client-address connection counts */
+struct admin;
+
+/* How a session ended, for metrics (sockpool_connections_total{result}). */
+enum proxy_result {
+	PROXY_RESULT_OK,		/* relayed, then closed */
+	PROXY_RESULT_REFUSED,		/* not in allow, over a connection limit */
+	PROXY_RESULT_HANDSHAKE,		/* bad or incomplete handshake, timeout */
+	PROXY_RESULT_AUTH,		/* authentication failed */
+	PROXY_RESULT_NOT_ALLOWED,	/* deny_destinations, BIND refused */
+	PROXY_RESULT_DEST,		/* destination refused/unreachable/timeout/DNS */
+	PROXY_RESULT_EXHAUSTED,		/* no eligible source */
+	PROXY_RESULT_ERROR,		/* anything else */
+	PROXY_RESULT_COUNT
+};
+
+/* Latency histogram buckets, upper bounds in ms (plus +Inf). */
+#define PROXY_HIST_BUCKETS 12
+extern const double proxy_hist_bounds_ms[PROXY_HIST_BUCKETS];
+
+struct proxy_hist {
+	uint64_t buckets[PROXY_HIST_BUCKETS + 1]; /* non-cumulative; last = +Inf */
+	uint64_t count;
+	double sum_ms;
+};
+
+/* Process-wide counters, updated on the loop thread. */
+struct proxy_stats {
+	uint64_t active;			/* sessions open now */
+	uint64_t relaying;			/* sessions in the relay phase now */
+	uint64_t total[PROXY_RESULT_COUNT];
+	uint64_t bytes_up;			/* client -> destination */
+	uint64_t bytes_down;			/* destination -> client */
+	struct proxy_hist handshake;		/* accept -> request parsed */
+	struct proxy_hist connect;		/* request parsed -> success reply */
+};
+
+void proxy_hist_observe(struct proxy_hist *h, double ms);
+const char *proxy_result_name(enum proxy_result r);
+
+struct proxy {
+	uv_loop_t *loop;
+	struct proxy_gen *gen;	/* current generation */
+	struct listener *listeners;
+	size_t n_listeners;
+	size_t n_listeners_open;
+	struct session *sessions; /* intrusive doubly linked list */
+	size_t n_sessions;
+	uint64_t next_session_id;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t expire_timer;
+	uv_timer_t shutdown_timer;
+	uint64_t expire_at;	/* when expire_timer fires, UINT64_MAX if idle */
+	bool stopping;
+	int exit_code;
+	struct proxy_stats stats;
+	struct admin *admin;	/* NULL when admin_listen is off */
+	uint64_t started_wall_ms;
+	struct client_slot *clients; /* open-addressing table, see server.c */
+	size_t clients_cap;
+	size_t clients_used;
+	char relay_buf[PROXY_RELAY_BUF];
+};
+
+/* Run sockpool on `conf` (ownership passes to the proxy) until SIGTERM or
+ * SIGINT has drained every session. `conf_path` (may be NULL) is reloaded on
+ * SIGHUP. @return the process exit code. */
+int proxy_run(struct conf *conf, const char *conf_path);
+
+/* Build the pools and users of a configuration, carrying suspension state
+ * over from `old` (may be NULL). @return 0 or -errno with a message in err. */
+int proxy_gen_new(struct conf *conf, const struct proxy_gen *old, struct proxy_gen **out, char *err,
+		  size_t errlen);
+void proxy_gen_unref(struct proxy_gen *gen);
+
+/* Called after pool state changed (a failure was reported): re-arm the
+ * expiry timer if the pools now have an earlier expiry. */
+void proxy_pools_changed(struct proxy *px);
+
+/* Per-client-address accounting for max_connections_per_client.
+ * @return 0, or -EBUSY when the client is at its limit. */
+int proxy_client_add(struct proxy *px, const struct sockaddr *addr);
+void proxy_client_remove(struct proxy *px, const struct sockaddr *addr);
+
+/* A session has ended and freed itself. */
+void proxy_session_gone(struct proxy *px);
+
+/* session.c: take the connection that is pending on `l`. */
+void session_accept(struct listener *l);
+/* Close every session, with RST, now (shutdown timeout). */
+void session_close_all(struct proxy *px);
+
+#endif
