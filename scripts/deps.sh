@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian packages sockpool needs to build and test, if missing.
+# Sourced by run.sh and test.sh; safe to run again.
+set -euo pipefail
+SOCKPOOL_BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build libuv1-dev libinih-dev
+  libcmocka-dev libcrypt-dev libmicrohttpd-dev"
+SOCKPOOL_TEST_PKGS="python3 python3-socks curl ncat iproute2 procps"
+
+sockpool_install_missing() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "sockpool: missing packages: ${missing[*]} (run as root or install them)" >&2
+		return 1
+	fi
+	echo "sockpool: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
