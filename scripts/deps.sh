@@ -4,7 +4,7 @@
 set -euo pipefail
 SOCKPOOL_BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build libuv1-dev libinih-dev
   libcmocka-dev libcrypt-dev libmicrohttpd-dev"
-SOCKPOOL_TEST_PKGS="python3 python3-socks curl ncat iproute2 procps"
+SOCKPOOL_TEST_PKGS="python3 python3-socks curl ncat iproute2 procps microsocks proxychains4"
 
 sockpool_install_missing() {
 	local missing=() p

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Build the sanitized tree (ASan+UBSan, no recovery) and run every test.
+# Build the sanitized tree (ASan+UBSan, no recovery) and run every test, then
+# build the libFuzzer targets with clang and give each a short run.
 # The last line is `N passed, N failed`, counted from meson's testlog.json.
+#
+#   scripts/test.sh [meson test args...]   e.g. scripts/test.sh unit.pool
+#   SOCKPOOL_TEST_BUILD=dir   sanitized build directory (default build-test)
+#   SOCKPOOL_FUZZ=0           skip the short fuzz runs
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/deps.sh"
 # shellcheck disable=SC2086
 sockpool_install_missing $SOCKPOOL_BUILD_PKGS $SOCKPOOL_TEST_PKGS || exit 1
 build="${SOCKPOOL_TEST_BUILD:-$top/build-test}"
+fuzz_build="$top/build-fuzz"
+logs=("$build/meson-logs/testlog.json")
+
 if [ ! -f "$build/build.ninja" ]; then
 	meson setup "$build" "$top" -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dwerror=true -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all ||
@@ -15,21 +23,43 @@ fi
 ninja -C "$build" || exit 1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+rm -f "$build/meson-logs/testlog.json"
 meson test -C "$build" --print-errorlogs --num-processes 2 "$@"
 rc=$?
-python3 - "$build/meson-logs/testlog.json" <<'PY'
-import json, sys
+
+if [ "${SOCKPOOL_FUZZ:-1}" != 0 ] && [ $# -eq 0 ]; then
+	# shellcheck disable=SC2086
+	sockpool_install_missing clang libclang-rt-14-dev || exit 1
+	if [ ! -f "$fuzz_build/build.ninja" ]; then
+		CC=clang meson setup "$fuzz_build" "$top" -Dfuzz=true -Db_sanitize=address,undefined \
+			-Db_lundef=false "-Dc_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all" \
+			>/dev/null || exit 1
+	fi
+	ninja -C "$fuzz_build" tests/fuzz/fuzz_socks5_server tests/fuzz/fuzz_socks5_client \
+		tests/fuzz/fuzz_conf >/dev/null || exit 1
+	rm -f "$fuzz_build/meson-logs/testlog.json"
+	ASAN_OPTIONS=detect_leaks=1 meson test -C "$fuzz_build" --no-rebuild --suite fuzz \
+		--print-errorlogs --num-processes 2 || rc=1
+	logs+=("$fuzz_build/meson-logs/testlog.json")
+fi
+
+python3 - "${logs[@]}" <<'PY'
+import json, os, sys
 passed = failed = 0
-with open(sys.argv[1]) as f:
-    for line in f:
-        line = line.strip()
-        if not line:
-            continue
-        r = json.loads(line)
-        if r.get("result") in ("OK", "EXPECTEDFAIL"):
-            passed += 1
-        else:
-            failed += 1
+for path in sys.argv[1:]:
+    if not os.path.exists(path):
+        failed += 1
+        continue
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            if r.get("result") in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            else:
+                failed += 1
 print(f"{passed} passed, {failed} failed")
 PY
 exit $rc

@@ -108,8 +108,7 @@ class Auth(NetnsCase):
         self.assertIn(how, ("eof", "reset"))
 
     def test_curl_with_credentials(self):
-        if not shutil.which("curl"):
-            self.skipTest("curl not installed")
+        self.assertIsNotNone(shutil.which("curl"), "curl is not installed")
         http = HTTPServer(DEST4)
         self.addCleanup(http.close)
         url = "http://%s:%d/data/12345" % http.addr

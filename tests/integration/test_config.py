@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (BASE_CONFIG, CMD_CONNECT, PEER, SOCKPOOL_BIN, EchoServer, ProxyCase,
+from harness import (BASE_CONFIG, CMD_CONNECT, SOCKPOOL_BIN, EchoServer, ProxyCase,
                      crypt_hash, main, make_config, negotiate, read_reply, request)
 
 GOOD_FULL = """\
@@ -138,7 +138,6 @@ def run(args, timeout=10):
                           capture_output=True, timeout=timeout, text=True, errors="replace")
 
 
-@unittest.skipIf(PEER, "sockpool only")
 class CommandLine(unittest.TestCase):
     def write(self, text):
         fd, path = tempfile.mkstemp(prefix="sockpool-conf-", suffix=".ini")
@@ -207,8 +206,6 @@ class Reload(ProxyCase):
     """SIGHUP: a bad file is rejected and the old config kept; a good one applies."""
 
     def test_sighup_bad_then_good(self):
-        if PEER:
-            self.skipTest("sockpool only")
         proxy = self.start_proxy()
         echo = self.start_server(EchoServer)
         s, _ = self.open(proxy.addr, *echo.addr)

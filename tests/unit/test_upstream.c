@@ -1094,7 +1094,7 @@ static int microsocks_start(void **state, bool with_auth)
 	m->port = free_port();
 	snprintf(port, sizeof(port), "%u", m->port);
 	m->pid = spawn_with_deathsig(with_auth ? argv_auth : argv_open);
-	/* Not installed (exit 127) or not listening: the tests skip. */
+	/* Not installed (exit 127) or not listening: the tests fail. */
 	if (m->pid > 0 && !wait_listening(&m->pid, m->port) && m->pid > 0) {
 		kill(m->pid, SIGKILL);
 		waitpid(m->pid, NULL, 0);
@@ -1126,12 +1126,13 @@ static int microsocks_teardown(void **state)
 	return 0;
 }
 
-static struct microsocks *microsocks_or_skip(void **state)
+/* scripts/deps.sh installs microsocks: its absence is a failure. */
+static struct microsocks *microsocks_or_fail(void **state)
 {
 	struct microsocks *m = *state;
 
 	if (m->pid <= 0)
-		skip(); /* microsocks not installed or did not start */
+		fail_msg("microsocks is not installed or did not start");
 	return m;
 }
 
@@ -1173,7 +1174,7 @@ static void run_microsocks_connect(struct microsocks *m, const struct upstream_p
 
 static void test_upstream_microsocks_connect(void **state)
 {
-	struct microsocks *m = microsocks_or_skip(state);
+	struct microsocks *m = microsocks_or_fail(state);
 	struct upstream_params p = {0};
 
 	run_microsocks_connect(m, &p, false);
@@ -1182,7 +1183,7 @@ static void test_upstream_microsocks_connect(void **state)
 
 static void test_upstream_microsocks_password(void **state)
 {
-	struct microsocks *m = microsocks_or_skip(state);
+	struct microsocks *m = microsocks_or_fail(state);
 	struct upstream_params good = {.username = "user", .password = "secret"};
 	struct upstream_params bad = {.username = "user", .password = "wrong"};
 	struct socks5_addr dest = {.atyp = SOCKS5_ATYP_IPV4, .port = 9, .u.ipv4 = {127, 0, 0, 1}};
@@ -1200,7 +1201,7 @@ static void test_upstream_microsocks_password(void **state)
 /* The destination refuses: microsocks says REP 5, we pass it through. */
 static void test_upstream_microsocks_dest_refused(void **state)
 {
-	struct microsocks *m = microsocks_or_skip(state);
+	struct microsocks *m = microsocks_or_fail(state);
 	struct socks5_addr dest = {.atyp = SOCKS5_ATYP_IPV4, .u.ipv4 = {127, 0, 0, 1}};
 	struct upstream_params p = {.dest = &dest};
 	struct client *c = client_new();
