@@ -128,11 +128,11 @@ static int check_spec(const struct pool_set_spec *spec, char *err, size_t errlen
 		    (rc = check_rule(s, "suspend_when_proxy_unhealthy", &s->proxy_unhealthy, err,
 				     errlen)))
 			return rc;
-		if (s->rate_count && (s->rate_period_ms == 0 ||
-				      s->rate_period_ms > UINT64_MAX / 2 / s->rate_count))
-			return fail(err, errlen, "source \"%s\": rate %u per %llu ms is out of range",
-				    s->name, (unsigned)s->rate_count,
-				    (unsigned long long)s->rate_period_ms);
+		if (s->rate_count &&
+		    (s->rate_period_ms == 0 || s->rate_period_ms > UINT64_MAX / 2 / s->rate_count))
+			return fail(err, errlen,
+				    "source \"%s\": rate %u per %llu ms is out of range", s->name,
+				    (unsigned)s->rate_count, (unsigned long long)s->rate_period_ms);
 	}
 	for (size_t i = 0; i < spec->n_pools; i++) {
 		const struct pool_spec *p = &spec->pools[i];
@@ -150,8 +150,8 @@ static int check_spec(const struct pool_set_spec *spec, char *err, size_t errlen
 			const struct pool_entry_spec *e = &p->entries[j];
 			if (e->source >= spec->n_sources)
 				return fail(err, errlen,
-					    "pool \"%s\": entry %zu names source #%zu of %zu", p->name,
-					    j, e->source, spec->n_sources);
+					    "pool \"%s\": entry %zu names source #%zu of %zu",
+					    p->name, j, e->source, spec->n_sources);
 			if (e->weight > POOL_WEIGHT_MAX)
 				return fail(err, errlen,
 					    "pool \"%s\": source \"%s\" weight %u exceeds %u",
@@ -181,8 +181,8 @@ static int table_insert(uint32_t *tab, uint32_t mask, const char *const *names, 
 {
 	uint32_t i = (uint32_t)name_hash(name) & mask;
 	while (tab[i]) {
-		const char *other = *(const char *const *)((const char *)names +
-							   (size_t)(tab[i] - 1) * stride);
+		const char *other =
+		    *(const char *const *)((const char *)names + (size_t)(tab[i] - 1) * stride);
 		if (strcmp(other, name) == 0)
 			return -EEXIST;
 		i = (i + 1) & mask;
@@ -198,8 +198,8 @@ static int64_t table_find(const uint32_t *tab, uint32_t mask, const char *const 
 		return -1;
 	uint32_t i = (uint32_t)name_hash(name) & mask;
 	while (tab[i]) {
-		const char *other = *(const char *const *)((const char *)names +
-							   (size_t)(tab[i] - 1) * stride);
+		const char *other =
+		    *(const char *const *)((const char *)names + (size_t)(tab[i] - 1) * stride);
 		if (strcmp(other, name) == 0)
 			return tab[i] - 1;
 		i = (i + 1) & mask;
@@ -321,8 +321,8 @@ static void carry_over(struct pool_source *s, const struct pool_source *o)
 		s->tokens_ms = o->tokens_ms;
 		if (whole == 0) {
 			s->rate_blocked = true;
-			s->rate_ready = o->tokens_ms + (s->rate_period + s->rate_count - 1) /
-							   s->rate_count;
+			s->rate_ready =
+			    o->tokens_ms + (s->rate_period + s->rate_count - 1) / s->rate_count;
 		}
 	}
 	if (s->rate_blocked)
@@ -532,8 +532,8 @@ static int build_memberships(struct pool_set *set)
 	return 0;
 }
 
-int pool_set_new_from(struct pool_set *old, const struct pool_set_spec *spec,
-		      struct pool_set **out, char *err, size_t errlen)
+int pool_set_new_from(struct pool_set *old, const struct pool_set_spec *spec, struct pool_set **out,
+		      char *err, size_t errlen)
 {
 	int rc;
 
@@ -595,8 +595,7 @@ fail:
 	return rc;
 }
 
-int pool_set_new(const struct pool_set_spec *spec, struct pool_set **out, char *err,
-		 size_t errlen)
+int pool_set_new(const struct pool_set_spec *spec, struct pool_set **out, char *err, size_t errlen)
 {
 	return pool_set_new_from(NULL, spec, out, err, errlen);
 }

@@ -3,8 +3,9 @@
  *
  * Pure C on libc: no sockets, no event loop, no clock. Every call that needs
  * the time takes `now_ms`, a monotonic millisecond count chosen by the caller
- * (the proxy passes uv_now()). Families are the two bits POOL_FAMILY_V4/V6,
- * never AF_* values, so this header needs no socket headers.
+ * (the proxy passes uv_now()); small steps back, as between the clocks of
+ * several event loops, are tolerated. Families are the two bits
+ * POOL_FAMILY_V4/V6, never AF_* values, so this header needs no socket headers.
  *
  * Thread safety: none. A pool_set and everything reached from it must be used
  * under one lock held by the caller, and watchers run under that lock.
@@ -25,41 +26,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define POOL_FAMILY_V4	 1u
-#define POOL_FAMILY_V6	 2u
-#define POOL_FAMILY_ANY	 (POOL_FAMILY_V4 | POOL_FAMILY_V6)
+#define POOL_FAMILY_V4	1u
+#define POOL_FAMILY_V6	2u
+#define POOL_FAMILY_ANY (POOL_FAMILY_V4 | POOL_FAMILY_V6)
 
-#define POOL_WEIGHT_MAX	 1000000u	/* larger weights are -EINVAL */
-#define POOL_TRIGGER_MAX 10000u		/* largest N of an `N/period` trigger */
-#define POOL_TRIED_MAX	 32u		/* sources one request may exclude */
-#define POOL_SWRR_MAX	 64u		/* larger tiers use the O(log n) scheduler */
-#define POOL_ERR_MAX	 256u		/* longest reason pool_set_new() writes */
+#define POOL_WEIGHT_MAX	 1000000u /* larger weights are -EINVAL */
+#define POOL_TRIGGER_MAX 10000u	  /* largest N of an `N/period` trigger */
+#define POOL_TRIED_MAX	 32u	  /* sources one request may exclude */
+#define POOL_SWRR_MAX	 64u	  /* larger tiers use the O(log n) scheduler */
+#define POOL_ERR_MAX	 256u	  /* longest reason pool_set_new() writes */
 
-struct pool_set;	/* opaque: all sources and pools of one configuration */
-struct pool;		/* opaque: one named pool, owned by its set */
-struct pool_source;	/* opaque: one egress source, owned by its set */
+struct pool_set;    /* opaque: all sources and pools of one configuration */
+struct pool;	    /* opaque: one named pool, owned by its set */
+struct pool_source; /* opaque: one egress source, owned by its set */
 
 enum pool_strategy {
-	POOL_STRATEGY_ROUND_ROBIN,	/* smooth weighted round-robin */
-	POOL_STRATEGY_HASH,		/* consistent weighted hash ring over the key */
-	POOL_STRATEGY_FAILOVER,		/* lowest priority tier first, round-robin inside */
+	POOL_STRATEGY_ROUND_ROBIN, /* smooth weighted round-robin */
+	POOL_STRATEGY_HASH,	   /* consistent weighted hash ring over the key */
+	POOL_STRATEGY_FAILOVER,	   /* lowest priority tier first, round-robin inside */
 };
 
 /* What a failed attempt blames on its source (SPEC 4.2). */
 enum pool_failure {
-	POOL_FAILURE_UNPLUMBED,		/* bind() EADDRNOTAVAIL */
-	POOL_FAILURE_PROXY_UNHEALTHY,	/* upstream SOCKS5 proxy unreachable or refused BIND */
-	POOL_FAILURE_PORTS_EXHAUSTED,	/* counted only: never suspends */
+	POOL_FAILURE_UNPLUMBED,	      /* bind() EADDRNOTAVAIL */
+	POOL_FAILURE_PROXY_UNHEALTHY, /* upstream SOCKS5 proxy unreachable or refused BIND */
+	POOL_FAILURE_PORTS_EXHAUSTED, /* counted only: never suspends */
 };
 #define POOL_FAILURE_KINDS 3
 
 enum pool_state { POOL_STATE_ELIGIBLE, POOL_STATE_SUSPENDED };
 
 enum pool_reason {
-	POOL_REASON_NONE,		/* not suspended */
+	POOL_REASON_NONE, /* not suspended */
 	POOL_REASON_UNPLUMBED,
 	POOL_REASON_PROXY_UNHEALTHY,
-	POOL_REASON_MANUAL,		/* pool_source_suspend() */
+	POOL_REASON_MANUAL, /* pool_source_suspend() */
 };
 
 /* A suspension rule, e.g. `trigger = 3/1m, duration = 5m`.
@@ -71,36 +72,36 @@ enum pool_reason {
  * never suspends. */
 struct pool_rule {
 	bool enabled;
-	uint32_t count;		/* 0/1 = immediate, else <= POOL_TRIGGER_MAX */
-	uint64_t period_ms;	/* > 0 when count > 1 */
-	uint64_t duration_ms;	/* > 0 when enabled */
+	uint32_t count;	      /* 0/1 = immediate, else <= POOL_TRIGGER_MAX */
+	uint64_t period_ms;   /* > 0 when count > 1 */
+	uint64_t duration_ms; /* > 0 when enabled */
 };
 
 struct pool_source_spec {
-	const char *name;	/* unique, non-empty; copied */
-	const char *identity;	/* e.g. the address text; NULL = ""; copied. A reload keeps
-				 * the state of a source only if name AND identity match. */
-	unsigned families;	/* POOL_FAMILY_* bits it can egress; ANY for the default
-				 * route and upstream-proxy sources */
+	const char *name;     /* unique, non-empty; copied */
+	const char *identity; /* e.g. the address text; NULL = ""; copied. A reload keeps
+			       * the state of a source only if name AND identity match. */
+	unsigned families;    /* POOL_FAMILY_* bits it can egress; ANY for the default
+			       * route and upstream-proxy sources */
 	struct pool_rule unplumbed;
 	struct pool_rule proxy_unhealthy;
-	uint32_t max_connections;	/* concurrent acquisitions; 0 = unlimited */
-	uint32_t rate_count;		/* new acquisitions per rate_period_ms; 0 = unlimited */
-	uint64_t rate_period_ms;	/* token bucket: burst rate_count, refilled evenly */
-	size_t ref;			/* the caller's own index, see pool_source_ref() */
+	uint32_t max_connections; /* concurrent acquisitions; 0 = unlimited */
+	uint32_t rate_count;	  /* new acquisitions per rate_period_ms; 0 = unlimited */
+	uint64_t rate_period_ms;  /* token bucket: burst rate_count, refilled evenly */
+	size_t ref;		  /* the caller's own index, see pool_source_ref() */
 };
 
 struct pool_entry_spec {
-	size_t source;		/* index into pool_set_spec.sources; at most once per pool */
-	uint32_t weight;	/* 0 = listed but never picked; <= POOL_WEIGHT_MAX */
-	uint32_t priority;	/* failover tier, lower first; ignored by other strategies */
+	size_t source;	   /* index into pool_set_spec.sources; at most once per pool */
+	uint32_t weight;   /* 0 = listed but never picked; <= POOL_WEIGHT_MAX */
+	uint32_t priority; /* failover tier, lower first; ignored by other strategies */
 };
 
 struct pool_spec {
-	const char *name;	/* unique, non-empty; copied */
+	const char *name; /* unique, non-empty; copied */
 	enum pool_strategy strategy;
 	const struct pool_entry_spec *entries;
-	size_t n_entries;	/* 0 is allowed: every pick answers NONE */
+	size_t n_entries; /* 0 is allowed: every pick answers NONE */
 };
 
 /* Optional allocator (tests use it to fail allocations and count leaks).
@@ -117,7 +118,7 @@ struct pool_set_spec {
 	size_t n_sources;
 	const struct pool_spec *pools;
 	size_t n_pools;
-	const struct pool_alloc *alloc;	/* NULL = libc */
+	const struct pool_alloc *alloc; /* NULL = libc */
 };
 
 /* Build a set. Every source starts eligible with zeroed counters.
@@ -125,8 +126,7 @@ struct pool_set_spec {
  *            naming the pool/source and what was expected.
  * @return 0 and *out (free with pool_set_free), -EINVAL (spec invalid),
  *         -ENOMEM. On error *out is untouched and nothing leaks. */
-int pool_set_new(const struct pool_set_spec *spec, struct pool_set **out, char *err,
-		 size_t errlen);
+int pool_set_new(const struct pool_set_spec *spec, struct pool_set **out, char *err, size_t errlen);
 
 /* Reload: build a set from `spec` carrying over, from each source of `old`
  * whose name and identity are both unchanged: its suspension (state, reason,
@@ -141,8 +141,8 @@ int pool_set_new(const struct pool_set_spec *spec, struct pool_set **out, char *
  * -ESTALE when there is none); pool_source_release() on them is always safe and
  * counts against the active connections shared by all generations.
  * @return as pool_set_new(). */
-int pool_set_new_from(struct pool_set *old, const struct pool_set_spec *spec,
-		      struct pool_set **out, char *err, size_t errlen);
+int pool_set_new_from(struct pool_set *old, const struct pool_set_spec *spec, struct pool_set **out,
+		      char *err, size_t errlen);
 
 /* Give up the caller's handle. No watcher runs for this set afterwards. Memory
  * is released now, or at the last pool_source_release() of a source acquired
@@ -150,10 +150,10 @@ int pool_set_new_from(struct pool_set *old, const struct pool_set_spec *spec,
 void pool_set_free(struct pool_set *set);
 
 enum pool_event_type {
-	POOL_EVENT_SUCCESS,	/* pool_report_success() */
-	POOL_EVENT_FAILURE,	/* pool_report_failure(), every kind */
-	POOL_EVENT_ONLINE,	/* suspended -> eligible (expiry, lazy or explicit, or resume) */
-	POOL_EVENT_OFFLINE,	/* eligible -> suspended (a rule fired, or manual) */
+	POOL_EVENT_SUCCESS, /* pool_report_success() */
+	POOL_EVENT_FAILURE, /* pool_report_failure(), every kind */
+	POOL_EVENT_ONLINE,  /* suspended -> eligible (expiry, lazy or explicit, or resume) */
+	POOL_EVENT_OFFLINE, /* eligible -> suspended (a rule fired, or manual) */
 };
 #define POOL_EVENT_MASK(type) (1u << (type))
 #define POOL_EVENTS_ALL	      0xfu
@@ -161,16 +161,17 @@ enum pool_event_type {
 struct pool_event {
 	enum pool_event_type type;
 	const struct pool_source *source;
-	enum pool_failure kind;		/* FAILURE; OFFLINE when reason is not MANUAL */
-	enum pool_reason reason;	/* OFFLINE and ONLINE: the suspension's reason */
-	int err;			/* FAILURE and rule OFFLINE: positive errno, 0 if none */
-	uint32_t errors;		/* FAILURE, OFFLINE: failures in the rule's window */
-	uint32_t trigger_count;		/* FAILURE, OFFLINE: the rule's N (1 = immediate) */
-	uint64_t trigger_period_ms;	/* FAILURE, OFFLINE: the rule's period */
+	enum pool_failure kind;	    /* FAILURE; OFFLINE when reason is not MANUAL */
+	enum pool_reason reason;    /* OFFLINE and ONLINE: the suspension's reason */
+	int err;		    /* FAILURE and rule OFFLINE: positive errno, 0 if none */
+	uint32_t errors;	    /* FAILURE, OFFLINE: failures in the rule's window (0 for
+				     * PORTS_EXHAUSTED, which has no rule) */
+	uint32_t trigger_count;	    /* FAILURE, OFFLINE: the rule's N (1 = immediate) */
+	uint64_t trigger_period_ms; /* FAILURE, OFFLINE: the rule's period */
 	uint64_t now_ms;
-	uint64_t suspended_until_ms;	/* OFFLINE; ONLINE: the until that ended */
-	uint64_t duration_ms;		/* OFFLINE */
-	bool resumed;			/* ONLINE: by pool_source_resume(), not expiry */
+	uint64_t suspended_until_ms; /* OFFLINE; ONLINE: the until that ended */
+	uint64_t duration_ms;	     /* OFFLINE */
+	bool resumed;		     /* ONLINE: by pool_source_resume(), not expiry */
 };
 
 /* A watcher sees each transition exactly once. It runs inside the pool call that
@@ -205,7 +206,7 @@ struct pool *pool_set_pool(const struct pool_set *set, const char *name);
 
 const char *pool_name(const struct pool *pool);
 enum pool_strategy pool_strategy(const struct pool *pool);
-size_t pool_entry_count(const struct pool *pool);	/* weight-0 entries included */
+size_t pool_entry_count(const struct pool *pool); /* weight-0 entries included */
 /* Entry i in spec order; weight and priority may be NULL. NULL when out of range. */
 struct pool_source *pool_entry_at(const struct pool *pool, size_t i, uint32_t *weight,
 				  uint32_t *priority);
@@ -229,25 +230,25 @@ void pool_tried_init(struct pool_tried *tried);
 int pool_tried_add(struct pool_tried *tried, const struct pool_source *src);
 
 struct pool_request {
-	unsigned family;		/* exactly one of POOL_FAMILY_V4, POOL_FAMILY_V6 */
-	const void *key;		/* hash strategy: the key bytes; NULL/0 = the empty key */
+	unsigned family; /* exactly one of POOL_FAMILY_V4, POOL_FAMILY_V6 */
+	const void *key; /* hash strategy: the key bytes; NULL/0 = the empty key */
 	size_t key_len;
-	const struct pool_tried *tried;	/* NULL = nothing tried yet */
+	const struct pool_tried *tried; /* NULL = nothing tried yet */
 };
 
 enum pool_pick_status {
-	POOL_PICKED,	/* source set */
-	POOL_WAIT,	/* every candidate is suspended; until_ms = the earliest expiry */
-	POOL_BUSY,	/* no candidate available, some are at max_connections or rate cap
-			 * (not suspended); until_ms = earliest known time one may return:
-			 * a suspension end or rate refill, UINT64_MAX if none is known */
-	POOL_NONE,	/* no candidate: no positive-weight source of the family, or all tried */
+	POOL_PICKED, /* source set */
+	POOL_WAIT,   /* every candidate is suspended; until_ms = the earliest expiry */
+	POOL_BUSY,   /* no candidate available, some are at max_connections or rate cap
+		      * (not suspended); until_ms = earliest known time one may return:
+		      * a suspension end or rate refill, UINT64_MAX if none is known */
+	POOL_NONE,   /* no candidate: no positive-weight source of the family, or all tried */
 };
 
 struct pool_pick {
 	enum pool_pick_status status;
-	struct pool_source *source;	/* PICKED only */
-	uint64_t until_ms;		/* WAIT and BUSY */
+	struct pool_source *source; /* PICKED only */
+	uint64_t until_ms;	    /* WAIT and BUSY */
 };
 
 /* Choose a source for one attempt. Candidates are the pool's positive-weight
@@ -277,13 +278,13 @@ void pool_source_release(struct pool_source *src);
 /* Outcomes of an attempt on `src`. Success counts and clears both failure
  * windows (rspamd ok()). Failure counts `kind`, records it in that rule's window
  * and suspends when the rule fires; PORTS_EXHAUSTED is only counted. While a
- * source is suspended, failures are counted but not windowed. `err` is the
+ * source is suspended, failures are counted but not windowed; due suspensions
+ * are expired first, as in pool_pick(). `err` is the
  * errno for logs (libuv's negative codes are accepted and stored positive).
  * Fires SUCCESS or FAILURE, then OFFLINE when it suspends.
  * @return 0, -EINVAL, -ESTALE (forwarding found no live source: dropped). */
 int pool_report_success(struct pool_source *src, uint64_t now_ms);
-int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err,
-			uint64_t now_ms);
+int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err, uint64_t now_ms);
 
 /* Admin: suspend for duration_ms (reason MANUAL; UINT64_MAX = until resumed).
  * An already suspended source gets the new reason and until, without a second
@@ -294,32 +295,32 @@ int pool_source_suspend(struct pool_source *src, uint64_t duration_ms, uint64_t 
 int pool_source_resume(struct pool_source *src, uint64_t now_ms);
 
 struct pool_counters {
-	uint64_t selected;	/* picks that returned it */
+	uint64_t selected; /* picks that returned it */
 	uint64_t successes;
-	uint64_t failures[POOL_FAILURE_KINDS];	/* by enum pool_failure */
-	uint64_t suspensions;	/* OFFLINE transitions, manual included */
+	uint64_t failures[POOL_FAILURE_KINDS]; /* by enum pool_failure */
+	uint64_t suspensions;		       /* OFFLINE transitions, manual included */
 };
 
 struct pool_source_info {
-	const char *name;	/* valid as long as the source */
+	const char *name; /* valid as long as the source */
 	const char *identity;
 	size_t ref;
 	unsigned families;
-	enum pool_state state;	/* stored state: call pool_expire() first */
+	enum pool_state state; /* stored state: call pool_expire() first */
 	enum pool_reason reason;
-	uint64_t suspended_until_ms;	/* 0 when eligible */
+	uint64_t suspended_until_ms; /* 0 when eligible */
 	struct pool_counters counters;
-	uint32_t window_errors[2];	/* failures in the unplumbed / proxy_unhealthy window at now */
-	uint32_t active;		/* acquisitions not yet released (all generations) */
-	bool at_cap;			/* max_connections or rate reached */
+	uint32_t window_errors[2]; /* failures in the unplumbed / proxy_unhealthy window at now */
+	uint32_t active;	   /* acquisitions not yet released (all generations) */
+	bool at_cap;		   /* max_connections or rate reached */
 };
 
 void pool_source_get_info(const struct pool_source *src, uint64_t now_ms,
 			  struct pool_source_info *out);
 const char *pool_source_name(const struct pool_source *src);
 const char *pool_source_identity(const struct pool_source *src);
-size_t pool_source_ref(const struct pool_source *src);	/* pool_source_spec.ref */
-size_t pool_source_index(const struct pool_source *src);	/* position in its set */
+size_t pool_source_ref(const struct pool_source *src);	 /* pool_source_spec.ref */
+size_t pool_source_index(const struct pool_source *src); /* position in its set */
 unsigned pool_source_families(const struct pool_source *src);
 
 /* Stable lowercase names for logs and metrics ("round-robin", "unplumbed", ...). */

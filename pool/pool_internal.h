@@ -6,17 +6,17 @@
 
 #include "pool.h"
 
-#define POOL__NONE     UINT32_MAX	/* "no position" in a heap */
-#define POOL__AVAIL    1u		/* flags bit: eligible and not capped */
-#define POOL__FAM_SHIFT 1		/* flags bits 1..2: families */
-#define POOL__REBASE_ROUNDS 1024		/* see rr_rebase() in pool_pick.c */
-#define POOL__KEY_SHIFT 30			/* fixed-point bits of hnode.d */
+#define POOL__NONE	    UINT32_MAX /* "no position" in a heap */
+#define POOL__AVAIL	    1u	       /* flags bit: eligible and not capped */
+#define POOL__FAM_SHIFT	    1	       /* flags bits 1..2: families */
+#define POOL__REBASE_ROUNDS 1024       /* see rr_rebase() in pool_pick.c */
+#define POOL__KEY_SHIFT	    30	       /* fixed-point bits of hnode.d */
 
 /* Shared by every generation of one source (same name and identity): the
  * active connection count and the list of live (not freed) generations, oldest
  * first, so reports on a freed set can be forwarded to the newest. */
 struct pool__anchor {
-	size_t refs;			/* source structs pointing here */
+	size_t refs; /* source structs pointing here */
 	uint32_t active;
 	struct pool_source *head, *tail;
 	const struct pool_alloc *alloc;
@@ -45,17 +45,17 @@ struct pool_source {
 	unsigned families;
 	const char *name, *identity;
 	size_t ref;
-	struct pool_rule rule[2];	/* by enum pool_failure, the two windowed kinds */
+	struct pool_rule rule[2]; /* by enum pool_failure, the two windowed kinds */
 	struct pool__window win[2];
 	uint32_t max_conn;
 	uint32_t rate_count;
 	uint64_t rate_period;
-	uint64_t tokens;		/* rate tokens scaled by rate_period (1 token = period) */
-	uint64_t tokens_ms;		/* when tokens was last refilled */
-	uint64_t rate_ready;		/* rate_blocked: when one token is back */
+	uint64_t tokens;     /* rate tokens scaled by rate_period (1 token = period) */
+	uint64_t tokens_ms;  /* when tokens was last refilled */
+	uint64_t rate_ready; /* rate_blocked: when one token is back */
 	bool rate_blocked;
 	bool capped;
-	bool linked;			/* in anchor's live list */
+	bool linked; /* in anchor's live list */
 	enum pool_state state;
 	enum pool_reason reason;
 	uint64_t until;
@@ -63,7 +63,7 @@ struct pool_source {
 	struct pool__anchor *anchor;
 	struct pool_source *anext, *aprev;
 	uint32_t tpos[2];
-	uint32_t mem_first, mem_n;	/* memberships in set->mems */
+	uint32_t mem_first, mem_n; /* memberships in set->mems */
 };
 
 struct pool__entry {
@@ -73,7 +73,7 @@ struct pool__entry {
 /* A positive-weight entry, the unit every strategy schedules. */
 struct pool__member {
 	uint32_t src, weight;
-	int64_t cw;			/* SWRR current weight */
+	int64_t cw; /* SWRR current weight */
 	uint32_t tier;
 };
 
@@ -89,18 +89,18 @@ struct pool__hnode {
 /* One per family of a large tier; pos, k and w are indexed by m. */
 struct pool__rrheap {
 	struct pool__hnode *node;
-	uint32_t *pos;			/* heap position, POOL__NONE when out */
-	uint64_t *k;			/* turns taken (kept while out of the heap) */
+	uint32_t *pos; /* heap position, POOL__NONE when out */
+	uint64_t *k;   /* turns taken (kept while out of the heap) */
 	uint32_t *w;
 	uint32_t n;
-	bool d_exact;			/* all w <= 2^14: equal d means equal deadlines */
-	uint64_t vk, vw;		/* the last pick's (k, w): virtual time; vw 0 = none */
+	bool d_exact;	 /* all w <= 2^14: equal d means equal deadlines */
+	uint64_t vk, vw; /* the last pick's (k, w): virtual time; vw 0 = none */
 };
 
 struct pool__tier {
 	uint32_t priority, first, n;
 	bool large;
-	struct pool__rrheap heap[2];	/* by family, large tiers only */
+	struct pool__rrheap heap[2]; /* by family, large tiers only */
 };
 
 /* Sorted points: a 40-bit position above a 24-bit source index, so that one
@@ -108,7 +108,7 @@ struct pool__tier {
 struct pool__ring {
 	uint64_t *pt;
 	uint32_t n, bits;
-	uint32_t *lut;			/* (1 << bits) + 1 bucket starts */
+	uint32_t *lut; /* (1 << bits) + 1 bucket starts */
 };
 
 struct pool {
@@ -118,12 +118,12 @@ struct pool {
 	enum pool_strategy strategy;
 	struct pool__entry *entries;
 	uint32_t n_entries;
-	struct pool__member *members;	/* sorted by tier */
+	struct pool__member *members; /* sorted by tier */
 	uint32_t n_members;
 	struct pool__tier *tiers;
 	uint32_t n_tiers;
-	struct pool__ring *ring[2];	/* hash: by family; ring[1] may alias ring[0] */
-	uint32_t n_avail[2];		/* available members by family */
+	struct pool__ring *ring[2]; /* hash: by family; ring[1] may alias ring[0] */
+	uint32_t n_avail[2];	    /* available members by family */
 };
 
 struct pool__membership {
@@ -139,15 +139,15 @@ struct pool__watcher {
 struct pool_set {
 	const struct pool_alloc *alloc;
 	uint64_t gen;
-	size_t refs;			/* 1 for the owner + one per unreleased acquisition */
+	size_t refs; /* 1 for the owner + one per unreleased acquisition */
 	bool retired;
 	bool firing;
 	struct pool_source *src;
 	uint32_t n_src;
-	uint8_t *flags;			/* by source: POOL__AVAIL | families << 1 */
+	uint8_t *flags; /* by source: POOL__AVAIL | families << 1 */
 	struct pool *pools;
 	uint32_t n_pools;
-	uint32_t *src_tab, *pool_tab;	/* name -> index + 1, open addressing */
+	uint32_t *src_tab, *pool_tab; /* name -> index + 1, open addressing */
 	uint32_t src_mask, pool_mask;
 	struct pool__theap theap[2];
 	struct pool__watcher *watchers;

@@ -3,24 +3,25 @@
  * Small tiers (<= POOL_SWRR_MAX members): nginx's smooth weighted round-robin
  * over the candidates of the request, exact. Large tiers: one min-heap per
  * family of members ordered by the virtual time of their next turn,
- * (2k+1)/(2w) after k turns (Sainte-Laguë), compared exactly in integers;
- * O(log n) per pick, and every W picks (W = total weight) each member has had
- * exactly w turns while the candidates stay the same. Hash pools: a ring of
- * points proportional to weight, one per family, with a bucket index over the
- * top hash bits in front of the binary search. */
+ * (2k+1)/(2w) after k turns (Sainte-Laguë), ordered exactly (fixed-point keys,
+ * integer products on ties); O(log n) per pick, and every W picks (W = total
+ * weight) each member has had exactly w turns while the candidates stay the
+ * same. Hash pools: a ring of 40-bit positions, points proportional to weight,
+ * one ring per family, with a bucket index over the top 16 bits in front of
+ * the binary search; a pick walks clockwise past unavailable points. */
 #include "pool_internal.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
 
-#define RING_POINTS_MAX	 (UINT64_C(1) << 20)	/* points budget of one ring */
-#define RING_SHIFT_MAX	 7			/* at most 128 points per unit of weight */
-#define RING_LUT_BITS	 16
-#define KEY_SEED	 UINT64_C(0x736f636b706f6f6c)
-#define POINT_STEP	 UINT64_C(0x9e3779b97f4a7c15)
-#define RING_SRC_BITS	 24				/* point = position << 24 | source */
-#define RING_SRC_MASK	 ((UINT64_C(1) << RING_SRC_BITS) - 1)
+#define RING_POINTS_MAX (UINT64_C(1) << 20) /* points budget of one ring */
+#define RING_SHIFT_MAX	7		    /* at most 128 points per unit of weight */
+#define RING_LUT_BITS	16
+#define KEY_SEED	UINT64_C(0x736f636b706f6f6c)
+#define POINT_STEP	UINT64_C(0x9e3779b97f4a7c15)
+#define RING_SRC_BITS	24 /* point = position << 24 | source */
+#define RING_SRC_MASK	((UINT64_C(1) << RING_SRC_BITS) - 1)
 
 static bool tried_has(const struct pool_tried *t, uint32_t src)
 {
@@ -318,8 +319,8 @@ static int ring_build_family(struct pool *p, unsigned fbit, int shift, struct po
 		uint64_t base = pool__hash(s->name, strlen(s->name), 0);
 		uint64_t n = ring_points(p->members[m].weight, shift);
 		for (uint64_t j = 0; j < n; j++)
-			r->pt[at++] = (pool__mix(base + (j + 1) * POINT_STEP) & ~RING_SRC_MASK) |
-				      s->index;
+			r->pt[at++] =
+			    (pool__mix(base + (j + 1) * POINT_STEP) & ~RING_SRC_MASK) | s->index;
 	}
 	radix_sort(r->pt, tmp, r->n);
 	pool__free(a, tmp);
@@ -333,6 +334,7 @@ static int ring_build_family(struct pool *p, unsigned fbit, int shift, struct po
 	r->lut[(size_t)1 << r->bits] = r->n;
 	return 0;
 }
+
 int pool__ring_build(struct pool *p)
 {
 	uint64_t total = 0;
@@ -359,8 +361,7 @@ int pool__ring_build(struct pool *p)
 }
 
 /* Tried sources that are available members of p for family f. */
-static uint32_t tried_available(const struct pool *p, unsigned fbit,
-				const struct pool_tried *tried)
+static uint32_t tried_available(const struct pool *p, unsigned fbit, const struct pool_tried *tried)
 {
 	const struct pool_set *set = p->set;
 	uint32_t n = tried->n < POOL_TRIED_MAX ? tried->n : POOL_TRIED_MAX, count = 0;
@@ -457,7 +458,7 @@ int pool_pick(struct pool *pool, const struct pool_request *req, uint64_t now_ms
 	pool__run_due(set, now_ms);
 
 	const struct pool_tried *tried =
-		req->tried && req->tried->n && req->tried->gen == set->gen ? req->tried : NULL;
+	    req->tried && req->tried->n && req->tried->gen == set->gen ? req->tried : NULL;
 	int f = req->family == POOL_FAMILY_V4 ? 0 : 1;
 	struct pool_source *s = NULL;
 
@@ -466,9 +467,9 @@ int pool_pick(struct pool *pool, const struct pool_request *req, uint64_t now_ms
 	} else {
 		for (uint32_t t = 0; t < pool->n_tiers && !s; t++) {
 			struct pool__tier *tier = &pool->tiers[t];
-			struct pool__member *mb =
-				tier->large ? rr_heap_pick(pool, tier, f, tried)
-					    : swrr_pick(pool, tier, req->family, tried);
+			struct pool__member *mb = tier->large
+						      ? rr_heap_pick(pool, tier, f, tried)
+						      : swrr_pick(pool, tier, req->family, tried);
 			s = mb ? &set->src[mb->src] : NULL;
 		}
 	}

@@ -149,20 +149,20 @@ void pool__rate_refill(struct pool_source *s, uint64_t now_ms)
 	if (el >= s->rate_period)
 		s->tokens = full;
 	else
-		s->tokens = full - s->tokens <= el * s->rate_count ? full
-								 : s->tokens + el * s->rate_count;
+		s->tokens =
+		    full - s->tokens <= el * s->rate_count ? full : s->tokens + el * s->rate_count;
 	s->tokens_ms = now_ms;
 }
 
 static void go_online(struct pool_source *s, uint64_t now_ms, bool resumed)
 {
 	struct pool_event ev = {
-		.type = POOL_EVENT_ONLINE,
-		.source = s,
-		.reason = s->reason,
-		.now_ms = now_ms,
-		.suspended_until_ms = s->until,
-		.resumed = resumed,
+	    .type = POOL_EVENT_ONLINE,
+	    .source = s,
+	    .reason = s->reason,
+	    .now_ms = now_ms,
+	    .suspended_until_ms = s->until,
+	    .resumed = resumed,
 	};
 	pool__theap_remove(s->set, 0, s->index);
 	s->state = POOL_STATE_ELIGIBLE;
@@ -269,6 +269,7 @@ int pool_report_success(struct pool_source *src, uint64_t now_ms)
 	if (!(src = live(src)))
 		return -ESTALE;
 	assert(!src->set->firing);
+	pool__run_due(src->set, now_ms);
 	src->counters.successes++;
 	window_clear(&src->win[0]);
 	window_clear(&src->win[1]);
@@ -277,8 +278,7 @@ int pool_report_success(struct pool_source *src, uint64_t now_ms)
 	return 0;
 }
 
-int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err,
-			uint64_t now_ms)
+int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err, uint64_t now_ms)
 {
 	if (!src || (kind != POOL_FAILURE_UNPLUMBED && kind != POOL_FAILURE_PROXY_UNHEALTHY &&
 		     kind != POOL_FAILURE_PORTS_EXHAUSTED))
@@ -286,13 +286,14 @@ int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err
 	if (!(src = live(src)))
 		return -ESTALE;
 	assert(!src->set->firing);
+	pool__run_due(src->set, now_ms);
 
 	struct pool_event ev = {
-		.type = POOL_EVENT_FAILURE,
-		.source = src,
-		.kind = kind,
-		.err = err < 0 ? -err : err,
-		.now_ms = now_ms,
+	    .type = POOL_EVENT_FAILURE,
+	    .source = src,
+	    .kind = kind,
+	    .err = err < 0 ? -err : err,
+	    .now_ms = now_ms,
 	};
 	src->counters.failures[kind]++;
 	if (kind == POOL_FAILURE_PORTS_EXHAUSTED) {
@@ -373,8 +374,8 @@ int pool_source_acquire(struct pool_source *src, uint64_t now_ms)
 		if (src->tokens < src->rate_period) {
 			uint64_t need = src->rate_period - src->tokens;
 			src->rate_blocked = true;
-			src->rate_ready = src->tokens_ms + (need + src->rate_count - 1) /
-								   src->rate_count;
+			src->rate_ready =
+			    src->tokens_ms + (need + src->rate_count - 1) / src->rate_count;
 			pool__theap_push(set, 1, src->index, src->rate_ready);
 		}
 	}

@@ -41,11 +41,11 @@ static struct pool_set *build(struct bench *b, size_t n, enum pool_strategy stra
 	for (size_t i = 0; i < n; i++) {
 		snprintf(b->names[i], sizeof(b->names[i]), "src-%zu", i);
 		b->src[i] = (struct pool_source_spec){
-			.name = b->names[i],
-			.identity = b->names[i],
-			.families = POOL_FAMILY_V4,
-			.unplumbed = {true, 0, 0, 300000},
-			.ref = i,
+		    .name = b->names[i],
+		    .identity = b->names[i],
+		    .families = POOL_FAMILY_V4,
+		    .unplumbed = {true, 0, 0, 300000},
+		    .ref = i,
 		};
 		b->ent[i] = (struct pool_entry_spec){i, 1 + (uint32_t)(i % 3), (uint32_t)(i % 4)};
 	}
@@ -73,8 +73,8 @@ static void unbuild(struct bench *b, struct pool_set *set)
 int main(int argc, char **argv)
 {
 	static const size_t sizes[] = {4, 64, 10000};
-	static const enum pool_strategy strategies[] = {
-		POOL_STRATEGY_ROUND_ROBIN, POOL_STRATEGY_HASH, POOL_STRATEGY_FAILOVER};
+	static const enum pool_strategy strategies[] = {POOL_STRATEGY_ROUND_ROBIN,
+							POOL_STRATEGY_HASH, POOL_STRATEGY_FAILOVER};
 	static char keys[N_KEYS][24];
 	long picks = argc > 1 ? atol(argv[1]) : 1000000;
 	uint64_t sink = 0;

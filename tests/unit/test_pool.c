@@ -41,12 +41,14 @@ static const struct pool_alloc test_alloc = {t_calloc, t_free, NULL};
 static struct pool_source_spec src_spec(const char *name, unsigned families)
 {
 	struct pool_source_spec s = {
-		.name = name,
-		.identity = name,
-		.families = families,
-		.unplumbed = {.enabled = true, .count = 0, .duration_ms = 5 * MIN},
-		.proxy_unhealthy = {.enabled = true, .count = 3, .period_ms = 5 * MIN,
-				    .duration_ms = 10 * MIN},
+	    .name = name,
+	    .identity = name,
+	    .families = families,
+	    .unplumbed = {.enabled = true, .count = 0, .duration_ms = 5 * MIN},
+	    .proxy_unhealthy = {.enabled = true,
+				.count = 3,
+				.period_ms = 5 * MIN,
+				.duration_ms = 10 * MIN},
 	};
 	return s;
 }
@@ -139,15 +141,32 @@ static void test_pool_swrr_sequences(void **state)
 		uint32_t w[4];
 		const char *seq;
 	} cases[] = {
-		{"abc", {5, 1, 1}, "aabacaa" "aabacaa"},
-		{"ab", {2, 1}, "aba" "aba" "aba"},
-		{"abc", {1, 1, 1}, "abc" "abc" "abc"},
-		{"ab", {3, 2}, "ababa" "ababa"},
-		{"abcd", {1, 1, 1, 1}, "abcd" "abcd"},
+	    {"abc",
+	     {5, 1, 1},
+	     "aabacaa"
+	     "aabacaa"},
+	    {"ab",
+	     {2, 1},
+	     "aba"
+	     "aba"
+	     "aba"},
+	    {"abc",
+	     {1, 1, 1},
+	     "abc"
+	     "abc"
+	     "abc"},
+	    {"ab",
+	     {3, 2},
+	     "ababa"
+	     "ababa"},
+	    {"abcd",
+	     {1, 1, 1, 1},
+	     "abcd"
+	     "abcd"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct pool_set *set = mkpool(POOL_STRATEGY_ROUND_ROBIN, cases[i].names,
-					      cases[i].w, NULL);
+		struct pool_set *set =
+		    mkpool(POOL_STRATEGY_ROUND_ROBIN, cases[i].names, cases[i].w, NULL);
 		assert_sequence(pool_set_pool(set, "p"), cases[i].seq);
 		pool_set_free(set);
 	}
@@ -277,6 +296,33 @@ static void test_pool_hash_removal_on_reload_moves_only_its_keys(void **state)
 		if (before[i] != 'd')
 			assert_int_equal(after[i], before[i]);
 	pool_set_free(next);
+}
+
+/* The ring depends on the sources, not on their order in the spec (a reload
+ * may list them differently): every key maps the same. */
+static void test_pool_hash_independent_of_source_order(void **state)
+{
+	(void)state;
+	static char fwd[KEYS], rev[KEYS];
+	static const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+	struct pool_source_spec src[10];
+	struct pool_entry_spec ent[10];
+	for (size_t i = 0; i < 10; i++) {
+		src[i] = src_spec(names[i], V4);
+		ent[i] = (struct pool_entry_spec){i, 1 + i % 3, 0};
+	}
+	struct pool_spec pool = {"p", POOL_STRATEGY_HASH, ent, 10};
+	struct pool_set *set = mkset(src, 10, &pool, 1);
+	hash_map(pool_set_pool(set, "p"), fwd, KEYS);
+	pool_set_free(set);
+	for (size_t i = 0; i < 10; i++) {
+		src[i] = src_spec(names[9 - i], V4);
+		ent[i] = (struct pool_entry_spec){i, 1 + (9 - i) % 3, 0};
+	}
+	set = mkset(src, 10, &pool, 1);
+	hash_map(pool_set_pool(set, "p"), rev, KEYS);
+	assert_memory_equal(fwd, rev, KEYS);
+	pool_set_free(set);
 }
 
 static void test_pool_hash_proportional_to_weight(void **state)
@@ -474,6 +520,26 @@ static void test_pool_success_clears_window(void **state)
 	pool_set_free(set);
 }
 
+/* A failure reported once a suspension has run out counts in a fresh window
+ * (the expiry happens first, with its ONLINE), even without a pick between. */
+static void test_pool_report_after_expiry_suspends_again(void **state)
+{
+	(void)state;
+	struct pool_set *set = mkpool(POOL_STRATEGY_ROUND_ROBIN, "a", NULL, NULL);
+	struct pool_source *a = pool_set_source(set, "a");
+	struct counter c = {0};
+	assert_int_equal(pool_set_watch(set, POOL_EVENTS_ALL, on_event, &c), 0);
+	pool_report_failure(a, POOL_FAILURE_UNPLUMBED, EADDRNOTAVAIL, 0);
+	assert_int_equal(c.n[POOL_EVENT_OFFLINE], 1);
+	pool_report_failure(a, POOL_FAILURE_UNPLUMBED, EADDRNOTAVAIL, 5 * MIN - 1);
+	assert_int_equal(c.n[POOL_EVENT_OFFLINE], 1); /* still suspended: no extension */
+	pool_report_failure(a, POOL_FAILURE_UNPLUMBED, EADDRNOTAVAIL, 5 * MIN);
+	assert_int_equal(c.n[POOL_EVENT_ONLINE], 1);
+	assert_int_equal(c.n[POOL_EVENT_OFFLINE], 2);
+	assert_int_equal(c.last[POOL_EVENT_OFFLINE].suspended_until_ms, 10 * MIN);
+	pool_set_free(set);
+}
+
 static void test_pool_ports_exhausted_never_suspends(void **state)
 {
 	(void)state;
@@ -599,8 +665,7 @@ static void test_pool_tried_is_bounded(void **state)
 	pool_tried_init(&tried);
 	for (unsigned i = 0; i < POOL_TRIED_MAX; i++)
 		assert_int_equal(pool_tried_add(&tried, pool_set_source_at(set, i)), 0);
-	assert_int_equal(pool_tried_add(&tried, pool_set_source_at(set, POOL_TRIED_MAX)),
-			 -ENOSPC);
+	assert_int_equal(pool_tried_add(&tried, pool_set_source_at(set, POOL_TRIED_MAX)), -ENOSPC);
 	pool_set_free(set);
 }
 
@@ -615,9 +680,8 @@ static void test_pool_watchers_fire_once_per_transition(void **state)
 	struct pool_source *a = pool_set_source(set, "a");
 	struct counter all = {0}, offline_only = {0};
 	assert_int_equal(pool_set_watch(set, POOL_EVENTS_ALL, on_event, &all), 0);
-	assert_int_equal(pool_set_watch(set, POOL_EVENT_MASK(POOL_EVENT_OFFLINE), on_event,
-					&offline_only),
-			 0);
+	assert_int_equal(
+	    pool_set_watch(set, POOL_EVENT_MASK(POOL_EVENT_OFFLINE), on_event, &offline_only), 0);
 	assert_int_equal(pool_set_watch(set, 0, on_event, &all), -EINVAL);
 
 	for (uint64_t t = 0; t < 3; t++)
@@ -914,7 +978,7 @@ static void test_pool_freed_set_with_acquisition_is_stale(void **state)
 
 /* 200 sources, weights 1..4: the O(log n) scheduler gives exact shares per round. */
 static struct pool_set *mklarge(enum pool_strategy strategy, unsigned n, char names[][8],
-			       uint32_t max_connections, uint32_t scale)
+				uint32_t max_connections, uint32_t scale)
 {
 	struct pool_source_spec src[256];
 	struct pool_entry_spec ent[256];
@@ -1191,8 +1255,7 @@ static void test_pool_allocation_failures_unwind(void **state)
 	(void)state;
 	struct talloc ta = {0};
 	const struct pool_alloc failing = {t_calloc, t_free, &ta};
-	struct pool_source_spec src[] = {src_spec("a", V4), src_spec("b", V6),
-					 src_spec("c", ANY)};
+	struct pool_source_spec src[] = {src_spec("a", V4), src_spec("b", V6), src_spec("c", ANY)};
 	struct pool_entry_spec ent[] = {{0, 1, 1}, {1, 2, 2}, {2, 3, 2}};
 	struct pool_spec pools[] = {{"rr", POOL_STRATEGY_ROUND_ROBIN, ent, 3},
 				    {"h", POOL_STRATEGY_HASH, ent, 3},
@@ -1267,7 +1330,8 @@ static void check_pick(struct pool_set *set, struct pool *p, unsigned fam,
 	if (best_prio != UINT32_MAX) {
 		assert_int_equal(out.status, POOL_PICKED);
 		assert_true(avail[pool_source_index(out.source)]);
-		assert_ptr_equal(pool_set_source_at(set, pool_source_index(out.source)), out.source);
+		assert_ptr_equal(pool_set_source_at(set, pool_source_index(out.source)),
+				 out.source);
 		if (pool_strategy(p) == POOL_STRATEGY_FAILOVER) {
 			uint32_t prio = 0;
 			for (size_t i = 0; i < pool_entry_count(p); i++)
@@ -1331,7 +1395,8 @@ static void test_pool_random_operations_match_model(void **state)
 		now += rnd(20);
 		unsigned op = rnd(100);
 		/* half of the outcomes hit the tiny pool, so that it runs dry */
-		struct pool_source *s = pool_set_source_at(set, rnd(2) ? tiny_ids[rnd(4)] : rnd(RS));
+		struct pool_source *s =
+		    pool_set_source_at(set, rnd(2) ? tiny_ids[rnd(4)] : rnd(RS));
 		if (op < 45) {
 			struct pool *p = pool_set_pool_at(set, rnd(5));
 			unsigned fam = rnd(2) ? V4 : V6;
@@ -1339,8 +1404,9 @@ static void test_pool_random_operations_match_model(void **state)
 			char key[16];
 			pool_tried_init(&tried);
 			for (unsigned t = rnd(4); t > 0; t--)
-				pool_tried_add(&tried, pool_entry_at(p, rnd((uint32_t)pool_entry_count(p)),
-								     NULL, NULL));
+				pool_tried_add(&tried,
+					       pool_entry_at(p, rnd((uint32_t)pool_entry_count(p)),
+							     NULL, NULL));
 			snprintf(key, sizeof(key), "k%u", rnd(1000));
 			pool_expire(set, now);
 			struct pool_pick out = pick_req(p, fam, key, &tried, now);
@@ -1407,43 +1473,45 @@ static void test_pool_random_operations_match_model(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pool_swrr_sequences),
-		cmocka_unit_test(test_pool_weight_zero_never_picked),
-		cmocka_unit_test(test_pool_swrr_exact_proportions),
-		cmocka_unit_test(test_pool_swrr_skips_suspended_and_rotates),
-		cmocka_unit_test(test_pool_hash_suspend_moves_only_its_keys),
-		cmocka_unit_test(test_pool_hash_removal_on_reload_moves_only_its_keys),
-		cmocka_unit_test(test_pool_hash_proportional_to_weight),
-		cmocka_unit_test(test_pool_hash_respects_family_and_tried),
-		cmocka_unit_test(test_pool_failover_falls_through_and_returns),
-		cmocka_unit_test(test_pool_failover_wait_covers_all_tiers),
-		cmocka_unit_test(test_pool_window_edges_two),
-		cmocka_unit_test(test_pool_window_edges_three),
-		cmocka_unit_test(test_pool_immediate_versus_threshold),
-		cmocka_unit_test(test_pool_success_clears_window),
-		cmocka_unit_test(test_pool_ports_exhausted_never_suspends),
-		cmocka_unit_test(test_pool_disabled_rule_counts_but_never_suspends),
-		cmocka_unit_test(test_pool_wait_returns_earliest_expiry),
-		cmocka_unit_test(test_pool_none_without_source_of_family),
-		cmocka_unit_test(test_pool_tried_sources_excluded),
-		cmocka_unit_test(test_pool_tried_is_bounded),
-		cmocka_unit_test(test_pool_watchers_fire_once_per_transition),
-		cmocka_unit_test(test_pool_expiry_lazy_and_explicit),
-		cmocka_unit_test(test_pool_manual_suspend_resume),
-		cmocka_unit_test(test_pool_max_connections_skips_without_suspending),
-		cmocka_unit_test(test_pool_rate_cap_skips_without_suspending),
-		cmocka_unit_test(test_pool_reload_carries_state),
-		cmocka_unit_test(test_pool_reload_live_connection_releases_safely),
-		cmocka_unit_test(test_pool_freed_set_with_acquisition_is_stale),
-		cmocka_unit_test(test_pool_large_pool_exact_proportions),
-		cmocka_unit_test(test_pool_large_pool_rebase_keeps_exact_shares),
-		cmocka_unit_test(test_pool_large_pool_heavy_weights_exact_order),
-		cmocka_unit_test(test_pool_large_pool_family_and_failover),
-		cmocka_unit_test(test_pool_large_pool_caps),
-		cmocka_unit_test(test_pool_lookups),
-		cmocka_unit_test(test_pool_invalid_specs_rejected),
-		cmocka_unit_test(test_pool_allocation_failures_unwind),
-		cmocka_unit_test(test_pool_random_operations_match_model),
+	    cmocka_unit_test(test_pool_swrr_sequences),
+	    cmocka_unit_test(test_pool_weight_zero_never_picked),
+	    cmocka_unit_test(test_pool_swrr_exact_proportions),
+	    cmocka_unit_test(test_pool_swrr_skips_suspended_and_rotates),
+	    cmocka_unit_test(test_pool_hash_suspend_moves_only_its_keys),
+	    cmocka_unit_test(test_pool_hash_removal_on_reload_moves_only_its_keys),
+	    cmocka_unit_test(test_pool_hash_independent_of_source_order),
+	    cmocka_unit_test(test_pool_hash_proportional_to_weight),
+	    cmocka_unit_test(test_pool_hash_respects_family_and_tried),
+	    cmocka_unit_test(test_pool_failover_falls_through_and_returns),
+	    cmocka_unit_test(test_pool_failover_wait_covers_all_tiers),
+	    cmocka_unit_test(test_pool_window_edges_two),
+	    cmocka_unit_test(test_pool_window_edges_three),
+	    cmocka_unit_test(test_pool_immediate_versus_threshold),
+	    cmocka_unit_test(test_pool_success_clears_window),
+	    cmocka_unit_test(test_pool_report_after_expiry_suspends_again),
+	    cmocka_unit_test(test_pool_ports_exhausted_never_suspends),
+	    cmocka_unit_test(test_pool_disabled_rule_counts_but_never_suspends),
+	    cmocka_unit_test(test_pool_wait_returns_earliest_expiry),
+	    cmocka_unit_test(test_pool_none_without_source_of_family),
+	    cmocka_unit_test(test_pool_tried_sources_excluded),
+	    cmocka_unit_test(test_pool_tried_is_bounded),
+	    cmocka_unit_test(test_pool_watchers_fire_once_per_transition),
+	    cmocka_unit_test(test_pool_expiry_lazy_and_explicit),
+	    cmocka_unit_test(test_pool_manual_suspend_resume),
+	    cmocka_unit_test(test_pool_max_connections_skips_without_suspending),
+	    cmocka_unit_test(test_pool_rate_cap_skips_without_suspending),
+	    cmocka_unit_test(test_pool_reload_carries_state),
+	    cmocka_unit_test(test_pool_reload_live_connection_releases_safely),
+	    cmocka_unit_test(test_pool_freed_set_with_acquisition_is_stale),
+	    cmocka_unit_test(test_pool_large_pool_exact_proportions),
+	    cmocka_unit_test(test_pool_large_pool_rebase_keeps_exact_shares),
+	    cmocka_unit_test(test_pool_large_pool_heavy_weights_exact_order),
+	    cmocka_unit_test(test_pool_large_pool_family_and_failover),
+	    cmocka_unit_test(test_pool_large_pool_caps),
+	    cmocka_unit_test(test_pool_lookups),
+	    cmocka_unit_test(test_pool_invalid_specs_rejected),
+	    cmocka_unit_test(test_pool_allocation_failures_unwind),
+	    cmocka_unit_test(test_pool_random_operations_match_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
