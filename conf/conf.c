@@ -1215,10 +1215,12 @@ static void policy_key(struct loader *ld, struct policy *pol, const struct key_d
 	case K_UNHEALTHY_TRIGGER:
 		if (rule_conflict(ld, pol, k))
 			break;
-		if (conf__parse_threshold(v, &rule->trigger))
+		/* The window keeps each of the last N failure times: N is bounded
+		 * (pool.h POOL_TRIGGER_MAX) so a typo cannot cost megabytes. */
+		if (conf__parse_threshold(v, &rule->trigger) || rule->trigger.count > 10000)
 			bad(ld, k, value,
 			    "immediate or N/PERIOD like 3/1m, 10/s or 1,000/hr "
-			    "(N >= 1, PERIOD > 0)");
+			    "(1 <= N <= 10000, PERIOD > 0)");
 		break;
 	case K_UNPLUMBED_DURATION:
 	case K_UNHEALTHY_DURATION:

@@ -1041,6 +1041,8 @@ static void test_load_source_value_errors(void **state)
 	    {"suspend_when_unplumbed.trigger = soon", "suspend_when_unplumbed.trigger: expected "
 						      "immediate or N/PERIOD"},
 	    {"suspend_when_unplumbed.trigger = 0/1m", "got '0/1m'"},
+	    {"suspend_when_unplumbed.trigger = 10,001/1m", "(1 <= N <= 10000, PERIOD > 0), got "
+							   "'10,001/1m'"},
 	    {"suspend_when_proxy_unhealthy.trigger = 3/0s", "got '3/0s'"},
 	    {"suspend_when_unplumbed.duration = 0", "suspend_when_unplumbed.duration: expected "
 						    "a duration > 0"},
