@@ -46,7 +46,7 @@ struct attempt {
 	struct session *s;
 	bool via_proxy;		/* connected to a source's upstream SOCKS5 proxy */
 	bool handshaking;	/* upstream handshake under way */
-	struct upstream up;	/* lives until the close callback (upstream.h) */
+	struct upstream *up;	/* freed in the close callback (upstream.h) */
 };
 
 /* One direction of the relay: bytes read from `from` are written to `to`. */
@@ -70,6 +70,39 @@ struct wreq {
 	char data[];
 };
 
+/* What only the handshake and the connect phase need. It is freed when the
+ * relay starts, so an established connection holds just the session and
+ * its outbound handle. */
+struct session_hs {
+	struct session *s;
+	uv_getaddrinfo_t gai;
+	uv_work_t auth_work;
+	struct sockaddr_storage local;
+
+	uint8_t hs[SESSION_HS_BUF];
+	size_t hs_len;
+	size_t hs_off;
+
+	bool auth_ok;	/* result of the slow check */
+	char user[256];
+	char pass[256];
+	uint8_t plen;
+
+	struct socks5_request req;
+	bool adhoc;		/* BIND to an unlisted address, bind_unlisted = allow */
+	struct sockaddr_storage adhoc_addr;
+
+	struct sockaddr_storage dests[SESSION_MAX_DESTS];
+	size_t n_dests;
+	size_t dest_i;
+	struct pool_tried tried;
+	uint8_t last_rep;
+	uint64_t wait_deadline;
+	bool pinned_tried;	/* the pinned source had its go at this destination */
+	bool client_eof;	/* client half-closed before the relay began */
+	bool saw_candidate;	/* some source could have served the request */
+};
+
 struct session {
 	struct session *prev, *next;
 	struct proxy *px;
@@ -80,45 +113,22 @@ struct session {
 	uv_tcp_t client;
 	uv_timer_t timer;
 	struct attempt *out;
-	uv_getaddrinfo_t gai;
-	uv_work_t auth_work;
+	struct session_hs *h;	/* NULL once relaying */
 	bool client_counted;
+	bool authed;
+	bool bound;		/* a BIND was answered */
+	bool acquired;
 	struct sockaddr_storage peer;
-	struct sockaddr_storage local;
 	char peer_str[64];
 	size_t listener;
+	const char *user_name;	/* the authenticated user, in gen->conf */
 
-	uint8_t hs[SESSION_HS_BUF];
-	size_t hs_len;
-	size_t hs_off;
-
-	bool authed;
-	bool auth_ok;	/* result of the slow check */
-	char user[256];
-	char pass[256];
-	uint8_t plen;
-
-	struct socks5_request req;
 	size_t pool;		/* conf pool index this request draws from */
 	int pinned;		/* conf source index chosen by BIND or source=same, -1 none */
-	bool adhoc;		/* BIND to an unlisted address, bind_unlisted = allow */
-	struct sockaddr_storage adhoc_addr;
-	bool bound;		/* a BIND was answered */
-
-	struct sockaddr_storage dests[SESSION_MAX_DESTS];
-	size_t n_dests;
-	size_t dest_i;
-	struct pool_tried tried;
 	struct pool_source *src;	/* source of the current attempt */
 	const struct conf_source *cs;
-	uint8_t last_rep;
-	uint64_t wait_deadline;
 	uint64_t started_ms;
 	uint64_t last_active_ms;
-	bool acquired;
-	bool pinned_tried;	/* the pinned source had its go at this destination */
-	bool client_eof;	/* client half-closed before the relay began */
-	bool saw_candidate;	/* some source could have served the request */
 	char dest_str[SOCKS5_ADDR_STRLEN];
 
 	enum proxy_result result;
@@ -159,7 +169,10 @@ static void session_unref(struct session *s)
 	if (s->acquired)
 		pool_source_release(s->src);
 	proxy_gen_unref(s->gen);
-	explicit_bzero(s->pass, sizeof s->pass);
+	if (s->h) {
+		explicit_bzero(s->h->pass, sizeof s->h->pass);
+		free(s->h);
+	}
 	free(s);
 	proxy_session_gone(px);
 }
@@ -174,6 +187,7 @@ static void on_attempt_closed(uv_handle_t *h)
 	struct attempt *a = container_of((uv_tcp_t *)h, struct attempt, tcp);
 	struct session *s = a->s;
 
+	free(a->up);
 	free(a);
 	session_unref(s);
 }
@@ -195,7 +209,7 @@ static void attempt_close(struct session *s, bool reset)
 		return;
 	s->out = NULL;
 	if (a->handshaking) {
-		upstream_cancel(&a->up);
+		upstream_cancel(a->up);
 		a->handshaking = false;
 	}
 	tcp_close(&a->tcp, reset, on_attempt_closed);
@@ -211,7 +225,7 @@ static void access_log(struct session *s, const char *result)
 		snprintf(src, sizeof src, "%s", s->cs->name);
 	log_info("access", "id=%llu client=%s user=%s dest=%s source=%s result=%s bytes_up=%llu "
 			   "bytes_down=%llu duration_ms=%llu",
-		 (unsigned long long)s->id, s->peer_str, s->authed ? s->user : "-",
+		 (unsigned long long)s->id, s->peer_str, s->user_name ? s->user_name : "-",
 		 s->dest_str[0] ? s->dest_str : "-", src, result, (unsigned long long)s->up.bytes,
 		 (unsigned long long)s->down.bytes,
 		 (unsigned long long)(uv_now(s->px->loop) - s->started_ms));
@@ -236,7 +250,7 @@ static void session_close(struct session *s, bool reset)
 	/* A pending DNS lookup calls back with UV_EAI_CANCELED; a running
 	 * password check cannot be stopped and finds S_CLOSING when done. */
 	if (was == S_RESOLVING)
-		uv_cancel((uv_req_t *)&s->gai);
+		uv_cancel((uv_req_t *)&s->h->gai);
 }
 
 void session_close_all(struct proxy *px)
@@ -296,7 +310,7 @@ static int send_bytes(struct session *s, const void *data, size_t len)
 static void reply_and_close(struct session *s, uint8_t rep, const struct sockaddr *bnd)
 {
 	uint8_t buf[SOCKS5_REPLY_MAX];
-	int n = socks5_write_reply_atyp(buf, sizeof buf, rep, s->req.dst.atyp, bnd);
+	int n = socks5_write_reply_atyp(buf, sizeof buf, rep, s->h->req.dst.atyp, bnd);
 
 	switch (rep) {
 	case SOCKS5_REP_NOT_ALLOWED:
@@ -361,9 +375,9 @@ static void on_timer(uv_timer_t *t)
 			break;
 		}
 		attempt_close(s, true);
-		s->last_rep = SOCKS5_REP_TTL_EXPIRED;
-		s->dest_i++;
-		pool_tried_init(&s->tried);
+		s->h->last_rep = SOCKS5_REP_TTL_EXPIRED;
+		s->h->dest_i++;
+		pool_tried_init(&s->h->tried);
 		src_drop(s);
 		attempt_next(s);
 		break;
@@ -400,7 +414,7 @@ static void on_hs_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 		*buf = uv_buf_init(s->px->relay_buf, sizeof s->px->relay_buf);
 		return;
 	}
-	*buf = uv_buf_init((char *)s->hs + s->hs_len, (unsigned)(sizeof s->hs - s->hs_len));
+	*buf = uv_buf_init((char *)s->h->hs + s->h->hs_len, (unsigned)(sizeof s->h->hs - s->h->hs_len));
 }
 
 static void handshake_step(struct session *s);
@@ -417,7 +431,7 @@ static void on_hs_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (nread == UV_EOF &&
 	    (s->state == S_RESOLVING || s->state == S_CONNECTING || s->state == S_POOL_WAIT)) {
 		/* A half-close right behind the request: keep it for the relay. */
-		s->client_eof = true;
+		s->h->client_eof = true;
 		uv_read_stop(stream);
 		return;
 	}
@@ -425,9 +439,9 @@ static void on_hs_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		session_close(s, nread != UV_EOF);
 		return;
 	}
-	s->hs_len += (size_t)nread;
+	s->h->hs_len += (size_t)nread;
 	handshake_step(s);
-	if (s->state != S_CLOSING && s->hs_len == sizeof s->hs && s->state != S_RELAY) {
+	if (s->state != S_CLOSING && s->h->hs_len == sizeof s->h->hs && s->state != S_RELAY) {
 		/* Nothing we parse is this long; the client is not speaking SOCKS5. */
 		uv_read_stop(stream);
 		if (s->state == S_GREETING || s->state == S_AUTH || s->state == S_REQUEST)
@@ -441,7 +455,7 @@ static bool source_allowed_for(struct session *s, size_t src)
 	int u;
 
 	/* A user may only BIND sources of their own pool. */
-	if (s->authed && (u = conf_find_user(conf, s->user)) >= 0 && conf->users[u].pool) {
+	if (s->authed && (u = conf_find_user(conf, s->h->user)) >= 0 && conf->users[u].pool) {
 		int p = conf_find_pool(conf, conf->users[u].pool);
 		return p >= 0 && egress_pool_has(conf, (size_t)p, src);
 	}
@@ -454,7 +468,7 @@ static void set_request_pool(struct session *s)
 	const struct conf_listen *l = &conf->server.listens[s->listener];
 	int u, p = -1;
 
-	if (s->authed && (u = conf_find_user(conf, s->user)) >= 0 && conf->users[u].pool)
+	if (s->authed && (u = conf_find_user(conf, s->h->user)) >= 0 && conf->users[u].pool)
 		p = conf_find_pool(conf, conf->users[u].pool);
 	if (p < 0 && l->pool)
 		p = conf_find_pool(conf, l->pool);
@@ -497,8 +511,8 @@ static void handle_bind(struct session *s)
 		reply_and_close(s, SOCKS5_REP_CMD_NOT_SUPPORTED, NULL);
 		return;
 	}
-	if (s->req.dst.atyp == SOCKS5_ATYP_DOMAIN ||
-	    socks5_addr_to_sockaddr(&s->req.dst, &ss, &slen) < 0 || s->req.dst.port != 0) {
+	if (s->h->req.dst.atyp == SOCKS5_ATYP_DOMAIN ||
+	    socks5_addr_to_sockaddr(&s->h->req.dst, &ss, &slen) < 0 || s->h->req.dst.port != 0) {
 		reply_and_close(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return;
 	}
@@ -517,13 +531,13 @@ static void handle_bind(struct session *s)
 				reply_and_close(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 				return;
 			}
-			s->adhoc = true;
-			s->adhoc_addr = ss;
+			s->h->adhoc = true;
+			s->h->adhoc_addr = ss;
 		} else {
 			if (!source_allowed_for(s, (size_t)idx)) {
 				log_info("session",
 					 "id=%llu client=%s user=%s BIND to a source outside the user's pool refused source=%s",
-					 (unsigned long long)s->id, s->peer_str, s->user,
+					 (unsigned long long)s->id, s->peer_str, s->user_name,
 					 conf->sources[idx].name);
 				reply_and_close(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 				return;
@@ -548,7 +562,7 @@ static void handle_bind(struct session *s)
 	}
 	s->bound = true;
 	/* BND.ADDR is the address asked for, port 0: the MTA chose the IP. */
-	n = socks5_write_reply_atyp(buf, sizeof buf, SOCKS5_REP_SUCCEEDED, s->req.dst.atyp,
+	n = socks5_write_reply_atyp(buf, sizeof buf, SOCKS5_REP_SUCCEEDED, s->h->req.dst.atyp,
 				    (struct sockaddr *)&ss);
 	if (n < 0 || send_bytes(s, buf, (size_t)n) < 0) {
 		session_close(s, true);
@@ -565,21 +579,21 @@ static void start_connect(struct session *s)
 	struct sockaddr_storage ss;
 	socklen_t slen;
 
-	socks5_addr_str(&s->req.dst, s->dest_str, sizeof s->dest_str);
+	socks5_addr_str(&s->h->req.dst, s->dest_str, sizeof s->dest_str);
 	uv_timer_stop(&s->timer);
-	pool_tried_init(&s->tried);
-	s->n_dests = s->dest_i = 0;
-	s->last_rep = SOCKS5_REP_GENERAL_FAILURE;
-	s->wait_deadline = uv_now(s->px->loop) + conf->server.connect_timeout_ms;
-	if (s->req.dst.atyp == SOCKS5_ATYP_DOMAIN) {
+	pool_tried_init(&s->h->tried);
+	s->h->n_dests = s->h->dest_i = 0;
+	s->h->last_rep = SOCKS5_REP_GENERAL_FAILURE;
+	s->h->wait_deadline = uv_now(s->px->loop) + conf->server.connect_timeout_ms;
+	if (s->h->req.dst.atyp == SOCKS5_ATYP_DOMAIN) {
 		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 		char port[8];
 		int rc;
 
-		snprintf(port, sizeof port, "%u", s->req.dst.port);
+		snprintf(port, sizeof port, "%u", s->h->req.dst.port);
 		s->state = S_RESOLVING;
 		timer_arm(s, conf->server.connect_timeout_ms);
-		rc = uv_getaddrinfo(s->px->loop, &s->gai, on_resolved, s->req.dst.u.domain, port,
+		rc = uv_getaddrinfo(s->px->loop, &s->h->gai, on_resolved, s->h->req.dst.u.domain, port,
 				    &hints);
 		if (rc < 0) {
 			reply_and_close(s, SOCKS5_REP_HOST_UNREACHABLE, NULL);
@@ -588,22 +602,22 @@ static void start_connect(struct session *s)
 		s->refs++;
 		return;
 	}
-	socks5_addr_to_sockaddr(&s->req.dst, &ss, &slen);
+	socks5_addr_to_sockaddr(&s->h->req.dst, &ss, &slen);
 	if (conf_cidr_list_match(&conf->server.deny_destinations, (struct sockaddr *)&ss)) {
 		log_info("session", "id=%llu client=%s dest=%s denied by deny_destinations",
 			 (unsigned long long)s->id, s->peer_str, s->dest_str);
 		reply_and_close(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return;
 	}
-	s->dests[0] = ss;
-	s->n_dests = 1;
+	s->h->dests[0] = ss;
+	s->h->n_dests = 1;
 	s->state = S_CONNECTING;
 	attempt_next(s);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-	struct session *s = container_of(req, struct session, gai);
+	struct session *s = container_of(req, struct session_hs, gai)->s;
 	const struct conf *conf = s->gen->conf;
 	bool denied = false;
 
@@ -619,7 +633,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		session_unref(s);
 		return;
 	}
-	for (struct addrinfo *ai = res; ai && s->n_dests < SESSION_MAX_DESTS; ai = ai->ai_next) {
+	for (struct addrinfo *ai = res; ai && s->h->n_dests < SESSION_MAX_DESTS; ai = ai->ai_next) {
 		bool dup = false;
 		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
 		    ai->ai_addrlen > sizeof(struct sockaddr_storage))
@@ -628,15 +642,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 			denied = true;
 			continue;
 		}
-		for (size_t i = 0; i < s->n_dests && !dup; i++)
-			dup = memcmp(&s->dests[i], ai->ai_addr, ai->ai_addrlen) == 0;
+		for (size_t i = 0; i < s->h->n_dests && !dup; i++)
+			dup = memcmp(&s->h->dests[i], ai->ai_addr, ai->ai_addrlen) == 0;
 		if (!dup) {
-			memset(&s->dests[s->n_dests], 0, sizeof s->dests[0]);
-			memcpy(&s->dests[s->n_dests++], ai->ai_addr, ai->ai_addrlen);
+			memset(&s->h->dests[s->h->n_dests], 0, sizeof s->h->dests[0]);
+			memcpy(&s->h->dests[s->h->n_dests++], ai->ai_addr, ai->ai_addrlen);
 		}
 	}
 	uv_freeaddrinfo(res);
-	if (s->n_dests == 0) {
+	if (s->h->n_dests == 0) {
 		reply_and_close(s, denied ? SOCKS5_REP_NOT_ALLOWED : SOCKS5_REP_HOST_UNREACHABLE,
 				NULL);
 	} else {
@@ -649,17 +663,17 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void handle_request(struct session *s)
 {
-	if (s->req.cmd == SOCKS5_CMD_BIND) {
+	if (s->h->req.cmd == SOCKS5_CMD_BIND) {
 		handle_bind(s);
 		return;
 	}
-	if (s->req.cmd != SOCKS5_CMD_CONNECT) {
+	if (s->h->req.cmd != SOCKS5_CMD_CONNECT) {
 		reply_and_close(s, SOCKS5_REP_CMD_NOT_SUPPORTED, NULL);
 		return;
 	}
 	/* A source=same listener egresses from the address the client reached. */
 	if (!s->bound && s->gen->conf->server.listens[s->listener].source_same) {
-		int idx = egress_find_source(s->gen->conf, (struct sockaddr *)&s->local);
+		int idx = egress_find_source(s->gen->conf, (struct sockaddr *)&s->h->local);
 		if (idx < 0) {
 			log_warn("session", "id=%llu source=same: local address is no configured source",
 				 (unsigned long long)s->id);
@@ -677,25 +691,27 @@ static void handle_request(struct session *s)
 
 static void on_auth_work(uv_work_t *w)
 {
-	struct session *s = container_of(w, struct session, auth_work);
+	struct session *s = container_of(w, struct session_hs, auth_work)->s;
 
-	s->auth_ok = auth_verify_slow(s->gen->auth, s->user, s->pass, s->plen) == AUTH_OK;
+	s->h->auth_ok = auth_verify_slow(s->gen->auth, s->h->user, s->h->pass, s->h->plen) == AUTH_OK;
 }
 
 static void auth_done(struct session *s, bool ok)
 {
 	uint8_t buf[2];
 
-	explicit_bzero(s->pass, sizeof s->pass);
+	explicit_bzero(s->h->pass, sizeof s->h->pass);
 	if (!ok) {
 		s->result = PROXY_RESULT_AUTH;
 		log_info("session", "id=%llu client=%s user=%s authentication failed",
-			 (unsigned long long)s->id, s->peer_str, s->user);
+			 (unsigned long long)s->id, s->peer_str, s->h->user);
 		send_bytes(s, buf, socks5_write_auth_status(buf, false));
 		session_close(s, false);
 		return;
 	}
 	s->authed = true;
+	int u = conf_find_user(s->gen->conf, s->h->user);
+	s->user_name = u >= 0 ? s->gen->conf->users[u].name : NULL;
 	if (send_bytes(s, buf, socks5_write_auth_status(buf, true)) < 0) {
 		session_close(s, true);
 		return;
@@ -707,12 +723,12 @@ static void auth_done(struct session *s, bool ok)
 
 static void on_auth_work_done(uv_work_t *w, int status)
 {
-	struct session *s = container_of(w, struct session, auth_work);
+	struct session *s = container_of(w, struct session_hs, auth_work)->s;
 
 	if (s->state == S_AUTH_CHECK) {
-		if (status == 0 && s->auth_ok)
-			auth_cache_put(s->gen->auth, s->user, s->pass, s->plen);
-		auth_done(s, status == 0 && s->auth_ok);
+		if (status == 0 && s->h->auth_ok)
+			auth_cache_put(s->gen->auth, s->h->user, s->h->pass, s->h->plen);
+		auth_done(s, status == 0 && s->h->auth_ok);
 	}
 	session_unref(s);
 }
@@ -721,8 +737,8 @@ static void on_auth_work_done(uv_work_t *w, int status)
 static void handshake_step(struct session *s)
 {
 	for (;;) {
-		const uint8_t *p = s->hs + s->hs_off;
-		size_t len = s->hs_len - s->hs_off, used = 0;
+		const uint8_t *p = s->h->hs + s->h->hs_off;
+		size_t len = s->h->hs_len - s->h->hs_off, used = 0;
 		uint8_t out[4];
 		int r;
 
@@ -740,7 +756,7 @@ static void handshake_step(struct session *s)
 				session_close(s, false);
 				return;
 			}
-			s->hs_off += used;
+			s->h->hs_off += used;
 			m = socks5_choose_method(&g, s->gen->conf->server.auth == CONF_AUTH_PASSWORD);
 			if (send_bytes(s, out, socks5_write_method(out, m)) < 0 ||
 			    m == SOCKS5_METHOD_UNACCEPTABLE) {
@@ -762,18 +778,18 @@ static void handshake_step(struct session *s)
 				session_close(s, false);
 				return;
 			}
-			s->hs_off += used;
-			memcpy(s->user, a.user, sizeof s->user);
-			memcpy(s->pass, a.pass, sizeof s->pass);
-			s->plen = a.plen;
+			s->h->hs_off += used;
+			memcpy(s->h->user, a.user, sizeof s->h->user);
+			memcpy(s->h->pass, a.pass, sizeof s->h->pass);
+			s->h->plen = a.plen;
 			explicit_bzero(&a, sizeof a);
-			rc = auth_check_cached(s->gen->auth, s->user, s->pass, s->plen);
+			rc = auth_check_cached(s->gen->auth, s->h->user, s->h->pass, s->h->plen);
 			if (rc == AUTH_NEED_SLOW) {
 				/* crypt() takes milliseconds by design: keep it off
 				 * the loop that serves every other connection. */
 				s->state = S_AUTH_CHECK;
 				uv_read_stop((uv_stream_t *)&s->client);
-				if (uv_queue_work(s->px->loop, &s->auth_work, on_auth_work,
+				if (uv_queue_work(s->px->loop, &s->h->auth_work, on_auth_work,
 						  on_auth_work_done) < 0) {
 					auth_done(s, false);
 					return;
@@ -785,17 +801,17 @@ static void handshake_step(struct session *s)
 			return;
 		}
 		case S_REQUEST:
-			r = socks5_parse_request(p, len, &used, &s->req);
+			r = socks5_parse_request(p, len, &used, &s->h->req);
 			if (r == SOCKS5_NEED_MORE)
 				return;
 			if (r == SOCKS5_ERROR) {
 				log_debug("session", "id=%llu client=%s bad request: %s",
 					  (unsigned long long)s->id, s->peer_str,
-					  socks5_fault_str(s->req.err.fault));
-				reply_and_close(s, s->req.err.code, NULL);
+					  socks5_fault_str(s->h->req.err.fault));
+				reply_and_close(s, s->h->req.err.code, NULL);
 				return;
 			}
-			s->hs_off += used;
+			s->h->hs_off += used;
 			handle_request(s);
 			if (s->state != S_REQUEST)
 				return;
@@ -830,8 +846,8 @@ static void source_failure(struct session *s, enum pool_failure kind, int uv_err
 	/* A source the failure suspended is skipped by the pool anyway, and
 	 * must stay visible to it so that an all-suspended pool answers WAIT. */
 	pool_source_get_info(s->src, now, &info);
-	if (info.state != POOL_STATE_SUSPENDED && pool_tried_add(&s->tried, s->src) == -ENOSPC)
-		s->dest_i++; /* enough sources tried for this destination */
+	if (info.state != POOL_STATE_SUSPENDED && pool_tried_add(&s->h->tried, s->src) == -ENOSPC)
+		s->h->dest_i++; /* enough sources tried for this destination */
 	src_drop(s);
 	proxy_pools_changed(s->px);
 }
@@ -841,7 +857,7 @@ static void source_failure(struct session *s, enum pool_failure kind, int uv_err
  * @return 0 (attempt under way) or a libuv error; *blame says whose. */
 static int attempt_start(struct session *s, enum egress_blame *blame)
 {
-	const struct sockaddr *dest = (struct sockaddr *)&s->dests[s->dest_i];
+	const struct sockaddr *dest = (struct sockaddr *)&s->h->dests[s->h->dest_i];
 	const struct sockaddr *target = dest;
 	const struct conf_server *srv = &s->gen->conf->server;
 	bool via_proxy = s->cs && s->cs->kind == CONF_SOURCE_PROXY;
@@ -866,15 +882,15 @@ static int attempt_start(struct session *s, enum egress_blame *blame)
 	a->tcp.data = s;
 	s->out = a;
 	s->refs++;
-	if (s->req.dst.atyp == SOCKS5_ATYP_DOMAIN) {
-		key = s->req.dst.u.domain;
-		keylen = s->req.dst.domain_len;
+	if (s->h->req.dst.atyp == SOCKS5_ATYP_DOMAIN) {
+		key = s->h->req.dst.u.domain;
+		keylen = s->h->req.dst.domain_len;
 	} else {
 		key = dest;
 		keylen = dest->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 						    : sizeof(struct sockaddr_in6);
 	}
-	rc = egress_bind(&a->tcp, s->cs, s->adhoc ? (struct sockaddr *)&s->adhoc_addr : NULL, dest,
+	rc = egress_bind(&a->tcp, s->cs, s->h->adhoc ? (struct sockaddr *)&s->h->adhoc_addr : NULL, dest,
 			 key, keylen);
 	if (rc < 0) {
 		*blame = rc == UV_EADDRNOTAVAIL ? EGRESS_BLAME_UNPLUMBED : EGRESS_BLAME_LOCAL;
@@ -926,31 +942,31 @@ static void attempt_next(struct session *s)
 	uint64_t now = uv_now(s->px->loop);
 	uint64_t soonest = UINT64_MAX;
 
-	while (s->dest_i < s->n_dests) {
-		const struct sockaddr *dest = (struct sockaddr *)&s->dests[s->dest_i];
+	while (s->h->dest_i < s->h->n_dests) {
+		const struct sockaddr *dest = (struct sockaddr *)&s->h->dests[s->h->dest_i];
 		enum egress_blame blame;
 		int rc;
 
-		if (s->pinned >= 0 || s->adhoc) {
+		if (s->pinned >= 0 || s->h->adhoc) {
 			/* The MTA chose the IP: exactly this source, no failover. */
-			s->cs = s->adhoc ? NULL : &s->gen->conf->sources[s->pinned];
-			if (s->pinned_tried) {
-				s->pinned_tried = false;
-				s->dest_i++;
+			s->cs = s->h->adhoc ? NULL : &s->gen->conf->sources[s->pinned];
+			if (s->h->pinned_tried) {
+				s->h->pinned_tried = false;
+				s->h->dest_i++;
 				continue;
 			}
-			if (s->adhoc ? s->adhoc_addr.ss_family != dest->sa_family
+			if (s->h->adhoc ? s->h->adhoc_addr.ss_family != dest->sa_family
 				     : !egress_source_fits(s->cs, dest->sa_family)) {
-				s->last_rep = SOCKS5_REP_NET_UNREACHABLE;
-				s->dest_i++;
+				s->h->last_rep = SOCKS5_REP_NET_UNREACHABLE;
+				s->h->dest_i++;
 				continue;
 			}
-			s->pinned_tried = true;
+			s->h->pinned_tried = true;
 		} else {
 			struct pool_request pr = {
 				.family = dest->sa_family == AF_INET ? POOL_FAMILY_V4
 								     : POOL_FAMILY_V6,
-				.tried = &s->tried,
+				.tried = &s->h->tried,
 			};
 			const struct conf *conf = s->gen->conf;
 			struct pool_pick pick;
@@ -968,25 +984,25 @@ static void attempt_next(struct session *s)
 				pr.key = ipkey;
 				break;
 			case CONF_HASH_KEY_USERNAME:
-				pr.key = s->user;
-				pr.key_len = strlen(s->user);
+				pr.key = s->h->user;
+				pr.key_len = strlen(s->h->user);
 				break;
 			case CONF_HASH_KEY_DESTINATION:
-				if (s->req.dst.atyp == SOCKS5_ATYP_DOMAIN) {
-					pr.key = s->req.dst.u.domain;
-					pr.key_len = s->req.dst.domain_len;
+				if (s->h->req.dst.atyp == SOCKS5_ATYP_DOMAIN) {
+					pr.key = s->h->req.dst.u.domain;
+					pr.key_len = s->h->req.dst.domain_len;
 				} else {
-					pr.key = s->req.dst.atyp == SOCKS5_ATYP_IPV4
-							 ? s->req.dst.u.ipv4
-							 : s->req.dst.u.ipv6;
-					pr.key_len = s->req.dst.atyp == SOCKS5_ATYP_IPV4 ? 4 : 16;
+					pr.key = s->h->req.dst.atyp == SOCKS5_ATYP_IPV4
+							 ? s->h->req.dst.u.ipv4
+							 : s->h->req.dst.u.ipv6;
+					pr.key_len = s->h->req.dst.atyp == SOCKS5_ATYP_IPV4 ? 4 : 16;
 				}
 				break;
 			}
 			if (pool_pick(egress_pool(s->gen, s->pool), &pr, now, &pick) < 0)
 				pick.status = POOL_NONE;
 			if (pick.status != POOL_NONE)
-				s->saw_candidate = true;
+				s->h->saw_candidate = true;
 			if (pick.status == POOL_PICKED &&
 			    pool_source_acquire(pick.source, now) < 0)
 				pick.status = POOL_BUSY; /* cannot happen under one lock */
@@ -994,8 +1010,8 @@ static void attempt_next(struct session *s)
 				/* Suspended or at a cap: a later time may help. */
 				if (pick.status != POOL_NONE && pick.until_ms < soonest)
 					soonest = pick.until_ms;
-				s->dest_i++;
-				pool_tried_init(&s->tried);
+				s->h->dest_i++;
+				pool_tried_init(&s->h->tried);
 				continue;
 			}
 			s->src = pick.source;
@@ -1018,8 +1034,8 @@ static void attempt_next(struct session *s)
 				}
 				continue;
 			}
-			s->last_rep = SOCKS5_REP_GENERAL_FAILURE;
-			s->dest_i++;
+			s->h->last_rep = SOCKS5_REP_GENERAL_FAILURE;
+			s->h->dest_i++;
 			src_drop(s);
 			break;
 		case EGRESS_BLAME_PORTS:
@@ -1027,8 +1043,8 @@ static void attempt_next(struct session *s)
 				source_failure(s, POOL_FAILURE_PORTS_EXHAUSTED, rc);
 				continue;
 			}
-			s->last_rep = SOCKS5_REP_GENERAL_FAILURE;
-			s->dest_i++;
+			s->h->last_rep = SOCKS5_REP_GENERAL_FAILURE;
+			s->h->dest_i++;
 			src_drop(s);
 			break;
 		case EGRESS_BLAME_PROXY:
@@ -1040,22 +1056,22 @@ static void attempt_next(struct session *s)
 				}
 				continue;
 			}
-			s->last_rep = SOCKS5_REP_GENERAL_FAILURE;
-			s->dest_i++;
+			s->h->last_rep = SOCKS5_REP_GENERAL_FAILURE;
+			s->h->dest_i++;
 			break;
 		case EGRESS_BLAME_DEST:
-			s->last_rep = egress_rep_for(rc);
-			s->dest_i++;
-			pool_tried_init(&s->tried);
+			s->h->last_rep = egress_rep_for(rc);
+			s->h->dest_i++;
+			pool_tried_init(&s->h->tried);
 			src_drop(s);
 			break;
 		default:
 			src_drop(s);
 			log_warn("session", "id=%llu outbound socket failed error=\"%s\"",
 				 (unsigned long long)s->id, uv_strerror(rc));
-			s->last_rep = SOCKS5_REP_GENERAL_FAILURE;
-			s->dest_i++;
-			pool_tried_init(&s->tried);
+			s->h->last_rep = SOCKS5_REP_GENERAL_FAILURE;
+			s->h->dest_i++;
+			pool_tried_init(&s->h->tried);
 			break;
 		}
 	}
@@ -1063,21 +1079,21 @@ static void attempt_next(struct session *s)
 	if (soonest != UINT64_MAX) {
 		/* Every eligible source is suspended: wait for the first one to
 		 * come back if that is soon enough, then start over. */
-		if (soonest <= s->wait_deadline) {
+		if (soonest <= s->h->wait_deadline) {
 			s->state = S_POOL_WAIT;
-			s->dest_i = 0;
-			pool_tried_init(&s->tried);
+			s->h->dest_i = 0;
+			pool_tried_init(&s->h->tried);
 			timer_arm(s, soonest > now ? soonest - now : 0);
 			return;
 		}
 		pool_exhausted(s, soonest);
 		return;
 	}
-	if (!s->saw_candidate && s->pinned < 0 && !s->adhoc) {
+	if (!s->h->saw_candidate && s->pinned < 0 && !s->h->adhoc) {
 		/* No source of any destination's family. */
-		s->last_rep = SOCKS5_REP_NET_UNREACHABLE;
+		s->h->last_rep = SOCKS5_REP_NET_UNREACHABLE;
 	}
-	reply_and_close(s, s->last_rep, NULL);
+	reply_and_close(s, s->h->last_rep, NULL);
 }
 
 /* The source's upstream proxy failed us: blame it and try the next source
@@ -1098,15 +1114,16 @@ static void proxy_failure(struct session *s, int err, const char *why)
 static void on_upstream_done(struct upstream *u, const struct upstream_result *res, void *ctx)
 {
 	struct session *s = ctx;
-	struct attempt *a = container_of(u, struct attempt, up);
+	struct attempt *a = s->out;
 	struct sockaddr_storage bnd;
 	socklen_t blen;
 	uint8_t extra[UPSTREAM_READ_MAX];
 	size_t extra_len = 0;
 
-	a->handshaking = false;
-	if (s->state != S_CONNECTING || s->out != a)
+	(void)u;
+	if (!a || a->up != u || s->state != S_CONNECTING)
 		return;
+	a->handshaking = false;
 	uv_timer_stop(&s->timer);
 	switch (res->status) {
 	case UPSTREAM_OK:
@@ -1121,9 +1138,9 @@ static void on_upstream_done(struct upstream *u, const struct upstream_result *r
 		return;
 	case UPSTREAM_DEST_FAILED:
 		attempt_close(s, false);
-		s->last_rep = res->rep;
-		s->dest_i++;
-		pool_tried_init(&s->tried);
+		s->h->last_rep = res->rep;
+		s->h->dest_i++;
+		pool_tried_init(&s->h->tried);
 		src_drop(s);
 		attempt_next(s);
 		return;
@@ -1149,8 +1166,10 @@ static void upstream_begin(struct session *s, struct attempt *a)
 	};
 	int rc;
 
-	socks5_addr_from_sockaddr(&dst, (struct sockaddr *)&s->dests[s->dest_i]);
-	rc = upstream_start(&a->up, (uv_stream_t *)&a->tcp, &p, on_upstream_done, s);
+	socks5_addr_from_sockaddr(&dst, (struct sockaddr *)&s->h->dests[s->h->dest_i]);
+	a->up = calloc(1, sizeof *a->up);
+	rc = a->up ? upstream_start(a->up, (uv_stream_t *)&a->tcp, &p, on_upstream_done, s)
+		   : UV_ENOMEM;
 	if (rc < 0) {
 		attempt_close(s, false);
 		proxy_failure(s, rc, "cannot start the upstream handshake");
@@ -1185,11 +1204,11 @@ static void on_connected(uv_connect_t *req, int status)
 	if (blame == EGRESS_BLAME_PORTS && s->src) {
 		source_failure(s, POOL_FAILURE_PORTS_EXHAUSTED, status);
 		if (s->pinned >= 0)
-			s->pinned_tried = false, s->dest_i++;
+			s->h->pinned_tried = false, s->h->dest_i++;
 	} else {
-		s->last_rep = egress_rep_for(status);
-		s->dest_i++;
-		pool_tried_init(&s->tried);
+		s->h->last_rep = egress_rep_for(status);
+		s->h->dest_i++;
+		pool_tried_init(&s->h->tried);
 		src_drop(s);
 	}
 	attempt_next(s);
@@ -1326,7 +1345,7 @@ static void relay_start(struct session *s, const struct sockaddr *bnd_in, const 
 								   : sizeof(struct sockaddr_in6));
 	else
 		uv_tcp_getsockname(&s->out->tcp, (struct sockaddr *)&bnd, &blen);
-	n = socks5_write_reply_atyp(buf, sizeof buf, SOCKS5_REP_SUCCEEDED, s->req.dst.atyp,
+	n = socks5_write_reply_atyp(buf, sizeof buf, SOCKS5_REP_SUCCEEDED, s->h->req.dst.atyp,
 				    (struct sockaddr *)&bnd);
 	if (n < 0 || send_bytes(s, buf, (size_t)n) < 0) {
 		session_close(s, true);
@@ -1366,20 +1385,24 @@ static void relay_start(struct session *s, const struct sockaddr *bnd_in, const 
 		uv_read_start(s->down.from, on_hs_alloc, relay_read);
 	/* Bytes the client sent right behind its request go out first. */
 	uv_read_stop((uv_stream_t *)&s->client);
-	if (s->hs_len > s->hs_off) {
-		s->up.bytes += s->hs_len - s->hs_off;
-		s->px->stats.bytes_up += s->hs_len - s->hs_off;
-		relay_forward(s, &s->up, (char *)s->hs + s->hs_off, s->hs_len - s->hs_off);
-		s->hs_off = s->hs_len;
+	if (s->h->hs_len > s->h->hs_off) {
+		s->up.bytes += s->h->hs_len - s->h->hs_off;
+		s->px->stats.bytes_up += s->h->hs_len - s->h->hs_off;
+		relay_forward(s, &s->up, (char *)s->h->hs + s->h->hs_off, s->h->hs_len - s->h->hs_off);
+		s->h->hs_off = s->h->hs_len;
 	}
 	if (s->state != S_RELAY)
 		return;
-	if (s->client_eof) {
+	if (s->h->client_eof) {
 		s->up.eof = true;
 		half_finish(s, &s->up);
 	} else if (!s->up.writing) {
 		uv_read_start(s->up.from, on_hs_alloc, relay_read);
 	}
+	/* Nothing of the handshake is needed any more; leftovers were copied. */
+	explicit_bzero(s->h->pass, sizeof s->h->pass);
+	free(s->h);
+	s->h = NULL;
 }
 
 /* ---- accept ---- */
@@ -1391,10 +1414,14 @@ void session_accept(struct listener *l)
 	struct session *s = calloc(1, sizeof *s);
 	int len, rc;
 
-	if (!s) {
+	if (s)
+		s->h = calloc(1, sizeof *s->h);
+	if (!s || !s->h) {
+		free(s);
 		log_error("server", "out of memory accepting a connection");
 		return;
 	}
+	s->h->s = s;
 	s->px = px;
 	s->gen = px->gen;
 	s->gen->refs++;
@@ -1423,8 +1450,8 @@ void session_accept(struct listener *l)
 	}
 	len = sizeof s->peer;
 	uv_tcp_getpeername(&s->client, (struct sockaddr *)&s->peer, &len);
-	len = sizeof s->local;
-	uv_tcp_getsockname(&s->client, (struct sockaddr *)&s->local, &len);
+	len = sizeof s->h->local;
+	uv_tcp_getsockname(&s->client, (struct sockaddr *)&s->h->local, &len);
 	conf_addr_str((struct sockaddr *)&s->peer, s->peer_str, sizeof s->peer_str);
 
 	if (!conf_cidr_list_match(&srv->allow, (struct sockaddr *)&s->peer)) {
