@@ -117,6 +117,51 @@ class Selection(NetnsCase):
         proxy.wait_log(suspended({"192.0.2.10": "h1", "192.0.2.11": "h2",
                                   "192.0.2.12": "h3", "192.0.2.13": "h4"}[gone]), 2)
 
+    def hash_pool(self, key, **server):
+        return self.start_proxy(make_config(sections=(
+            sources(("h1", "192.0.2.10"), ("h2", "192.0.2.11"), ("h3", "192.0.2.12"),
+                    ("h4", "192.0.2.13")) +
+            '[pool "main"]\nstrategy = hash\nhash_key = %s\nsource = h1, h2, h3, h4\n' % key +
+            "".join('[user "u%d"]\npassword = pw%d\npool = main\n\n' % (i, i)
+                    for i in range(8) if server.get("auth") == "password")), **server))
+
+    def sources_seen(self, proxy, dests, **kw):
+        """The one source each destination saw for 3 requests with `kw`."""
+        out = []
+        for d in dests:
+            start = len(d.peers)
+            for _ in range(3):
+                fetch_peer_line(proxy.addr, d.addr, **kw)
+            d.wait_connections(start + 3)
+            seen = d.counts(start)
+            self.assertEqual(len(seen), 1, "one key spread over %r" % (seen,))
+            out.append(next(iter(seen)))
+        return out
+
+    def test_hash_by_client_follows_the_client_not_the_destination(self):
+        proxy = self.hash_pool("client", allow="127.0.0.0/8, 192.0.2.0/24")
+        dests = [self.start_server(RecordServer, ip) for ip in (DEST4, "192.0.2.201")]
+        picks = {}
+        for client in ("127.0.0.1", "192.0.2.202", "192.0.2.203", "127.0.0.5", "127.0.0.6"):
+            seen = self.sources_seen(proxy, dests, source=client)
+            self.assertEqual(seen[0], seen[1], "client %s: source changed with the "
+                             "destination (%r)" % (client, seen))
+            picks[client] = seen[0]
+        self.assertEqual([self.sources_seen(proxy, dests[:1], source=c)[0] for c in picks],
+                         list(picks.values()), "hash by client must be stable")
+
+    def test_hash_by_username_follows_the_user(self):
+        proxy = self.hash_pool("username", auth="password")
+        dests = [self.start_server(RecordServer, ip) for ip in (DEST4, "192.0.2.201")]
+        picks = {}
+        for i in range(8):
+            seen = self.sources_seen(proxy, dests, user="u%d" % i, password="pw%d" % i)
+            self.assertEqual(seen[0], seen[1], "user u%d: source changed with the "
+                             "destination (%r)" % (i, seen))
+            picks[i] = seen[0]
+        # Eight users over four equal sources: a username key spreads them.
+        self.assertGreater(len(set(picks.values())), 1, "every user got %r" % (picks,))
+
     def test_ports_exhausted_on_one_source_uses_others_without_suspending(self):
         proxy = self.start_proxy(make_config(sections=(
             "[defaults]\nsuspend_when_unplumbed.trigger = immediate\n"
