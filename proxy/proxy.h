@@ -42,6 +42,7 @@ struct listener {
 
 struct client_slot; /* per-client-address connection counts */
 struct admin;
+struct addrwatch;
 
 /* How a session ended, for metrics (sockpool_connections_total{result}). */
 enum proxy_result {
@@ -97,6 +98,7 @@ struct proxy {
 	int exit_code;
 	struct proxy_stats stats;
 	struct admin *admin;	/* NULL when admin_listen is off */
+	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */
 	uint64_t started_wall_ms;
 	struct client_slot *clients; /* open-addressing table, see server.c */
 	size_t clients_cap;

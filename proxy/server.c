@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addrwatch.h"
 #include "admin.h"
 #include "log.h"
 #include "pool.h"
@@ -226,6 +227,31 @@ static void listeners_close(struct proxy *px)
 	}
 }
 
+/* ---- address watch ---- */
+
+static void addrwatch_ensure(struct proxy *px)
+{
+	const struct conf *conf = px->gen->conf;
+	bool wanted = false;
+	int rc;
+
+	for (size_t i = 0; i < conf->n_sources && !wanted; i++)
+		wanted = conf->sources[i].resume_when_plumbed;
+	if (!wanted || px->addrwatch || px->stopping)
+		return;
+	rc = addrwatch_start(px, &px->addrwatch);
+	if (rc < 0)
+		log_warn("server", "resume_when_plumbed: cannot watch address changes error=\"%s\"; "
+				   "suspensions end at their expiry only",
+			 strerror(-rc));
+}
+
+static void addrwatch_end(struct proxy *px)
+{
+	addrwatch_stop(px->addrwatch);
+	px->addrwatch = NULL;
+}
+
 /* ---- lifecycle ---- */
 
 static void maybe_finish(struct proxy *px)
@@ -266,6 +292,7 @@ static void begin_shutdown(struct proxy *px, int signum)
 	listeners_close(px);
 	admin_stop(px->admin);
 	px->admin = NULL;
+	addrwatch_end(px);
 	uv_timer_stop(&px->expire_timer);
 	if (px->n_sessions > 0)
 		uv_timer_start(&px->shutdown_timer, on_shutdown_timer,
@@ -313,6 +340,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 	px->expire_at = UINT64_MAX;
 	uv_timer_stop(&px->expire_timer);
 	proxy_pools_changed(px);
+	addrwatch_ensure(px);
 	log_info("server", "reloaded path=%s sources=%zu pools=%zu", reload_path, conf->n_sources,
 		 conf->n_pools);
 }
@@ -399,8 +427,10 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		listeners_close(px);
 		admin_stop(px->admin);
 		px->admin = NULL;
+		addrwatch_end(px);
 		maybe_finish(px);
 	} else {
+		addrwatch_ensure(px);
 		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu",
 			 (int)getpid(), px->n_listeners, conf->n_sources, conf->n_pools);
 	}

@@ -35,6 +35,29 @@ class Suspension(NetnsCase):
         self.record.wait_connections(start + n - len(bad))
         return bad, self.record.counts(start)
 
+    def test_resume_when_plumbed_ends_the_suspension_when_the_address_is_back(self):
+        proxy = self.start_proxy(make_config(sections=(
+            "[defaults]\nsuspend_when_unplumbed.duration = 10m\n\n" +
+            source("ip-1", "192.0.2.10") +
+            source("ip-2", "192.0.2.11").rstrip("\n") + "\nresume_when_plumbed = yes\n\n" +
+            source("ip-3", "192.0.2.12") + '[pool "main"]\nsource = ip-1, ip-2, ip-3\n')))
+        self.record = self.start_server(RecordServer, DEST4)
+        self.ns.remove("192.0.2.11")
+        self.ns.remove("192.0.2.12")
+        bad, seen = self.requests(proxy, self.record.addr, 6)
+        self.assertEqual((bad, seen["192.0.2.11"], seen["192.0.2.12"]), ([], 0, 0))
+        proxy.wait_log(suspended("ip-2"), 2)
+        proxy.wait_log(suspended("ip-3"), 2)
+        mark = proxy.mark()
+        # Back on the host: ip-2 watches for it, ip-3 waits its 10 minutes.
+        self.ns.add("192.0.2.11")
+        self.ns.add("192.0.2.12")
+        proxy.wait_log(resumed("ip-2"), 3, mark)
+        bad, seen = self.requests(proxy, self.record.addr, 10)
+        self.assertEqual(bad, [])
+        self.assertEqual((seen["192.0.2.10"], seen["192.0.2.11"], seen["192.0.2.12"]), (5, 5, 0))
+        self.assertEqual(proxy.count_log(resumed("ip-3"), mark), 0)
+
     def test_address_removed_mid_run_immediate(self):
         proxy = self.start_proxy(make_config(sections=(
             "[defaults]\nsuspend_when_unplumbed.trigger = immediate\n"
