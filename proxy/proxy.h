@@ -32,10 +32,16 @@ struct proxy_gen {
 	unsigned refs; /* the proxy's own reference plus one per session */
 };
 
+/* Listeners keep the settings they were opened with: a reload does not
+ * rebind them (pool names are looked up again in the current generation). */
 struct listener {
 	uv_tcp_t tcp;
 	struct proxy *px;
-	size_t index;		/* into conf->server.listens */
+	char *pool;		/* `pool=`, NULL = default_pool */
+	bool source_same;
+	bool open;		/* the handle is initialised and not closing */
+	bool closing;		/* uv_close() called, callback pending */
+	bool paused;		/* closed by on_pool_exhausted = refuse */
 	struct sockaddr_storage bound;
 	char bound_str[64];
 };
@@ -118,8 +124,13 @@ int proxy_gen_new(struct conf *conf, const struct proxy_gen *old, struct proxy_g
 void proxy_gen_unref(struct proxy_gen *gen);
 
 /* Called after pool state changed (a failure was reported): re-arm the
- * expiry timer if the pools now have an earlier expiry. */
+ * expiry timer if the pools now have an earlier expiry, and reopen the
+ * listeners of pools that have an eligible source again. */
 void proxy_pools_changed(struct proxy *px);
+
+/* on_pool_exhausted = refuse: close the listeners that serve pool `name`
+ * until one of its sources is eligible again. */
+void proxy_pool_exhausted(struct proxy *px, const char *name);
 
 /* Per-client-address accounting for max_connections_per_client.
  * @return 0, or -EBUSY when the client is at its limit. */

@@ -121,6 +121,8 @@ void proxy_client_remove(struct proxy *px, const struct sockaddr *addr)
 
 /* ---- pool events: the logging watcher and the expiry timer ---- */
 
+static void listeners_resume(struct proxy *px);
+
 static void on_expire_timer(uv_timer_t *t)
 {
 	struct proxy *px = container_of(t, struct proxy, expire_timer);
@@ -134,6 +136,7 @@ void proxy_pools_changed(struct proxy *px)
 	uint64_t now = uv_now(px->loop);
 	uint64_t next = pool_expire(px->gen->pools, now);
 
+	listeners_resume(px);
 	if (next == UINT64_MAX || next >= px->expire_at)
 		return;
 	px->expire_at = next;
@@ -160,22 +163,37 @@ static void on_listener_closed(uv_handle_t *h)
 	struct listener *l = container_of((uv_tcp_t *)h, struct listener, tcp);
 
 	l->px->n_listeners_open--;
+	l->closing = false;
+	if (l->paused)
+		listeners_resume(l->px);
 }
 
-static int listener_open(struct proxy *px, struct listener *l, const struct conf_listen *cl)
+static void listener_close(struct listener *l)
 {
+	if (!l->open)
+		return;
+	l->open = false;
+	l->closing = true;
+	uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+}
+
+/* Open a listening socket on `addr` (`line` names it in errors, 0 = a
+ * reopen). */
+static int listener_bind(struct listener *l, const struct sockaddr_storage *addr, unsigned line)
+{
+	struct proxy *px = l->px;
 	char err[CONF_ERR_MAX];
 	int fd = -1, rc, one = 1, qlen = 256;
-	int family = cl->addr.ss_family;
+	int family = addr->ss_family;
 	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 
-	l->px = px;
 	rc = uv_tcp_init(px->loop, &l->tcp);
 	if (rc < 0)
 		return rc;
 	px->n_listeners_open++;
-	/* Our own socket: SO_REUSEPORT and TCP_FASTOPEN must be set before
-	 * bind/listen, which uv_tcp_bind does not let us do (libuv 1.44). */
+	l->open = true;
+	/* Our own socket: TCP_FASTOPEN must be set before listen(), and
+	 * uv_tcp_bind() + uv_listen() leave no room for it. */
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		rc = -errno;
@@ -184,7 +202,7 @@ static int listener_open(struct proxy *px, struct listener *l, const struct conf
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-	if (bind(fd, (const struct sockaddr *)&cl->addr, len) < 0) {
+	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
 		rc = -errno;
 		goto fail;
 	}
@@ -201,29 +219,71 @@ static int listener_open(struct proxy *px, struct listener *l, const struct conf
 	len = sizeof l->bound;
 	uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, (int *)&len);
 	conf_addr_str((const struct sockaddr *)&l->bound, l->bound_str, sizeof l->bound_str);
-	if (l->bound.ss_family == AF_INET ? ((struct sockaddr_in *)&l->bound)->sin_port == 0
-					  : ((struct sockaddr_in6 *)&l->bound)->sin6_port == 0)
-		snprintf(l->bound_str + strlen(l->bound_str), sizeof l->bound_str - strlen(l->bound_str), ":0");
-	log_info("server", "listening addr=%s pool=%s%s", l->bound_str,
-		 cl->pool ? cl->pool : px->gen->conf->server.default_pool,
-		 cl->source_same ? " source=same" : "");
+	log_info("server", "%s addr=%s pool=%s%s", line ? "listening" : "listening again",
+		 l->bound_str, l->pool ? l->pool : px->gen->conf->server.default_pool,
+		 l->source_same ? " source=same" : "");
 	return 0;
 fail:
 	if (fd >= 0)
 		close(fd);
-	conf_addr_str((const struct sockaddr *)&cl->addr, err, sizeof err);
-	log_error("server", "cannot listen addr=%s line=%u error=\"%s\"", err, cl->line,
+	conf_addr_str((const struct sockaddr *)addr, err, sizeof err);
+	log_error("server", "cannot listen addr=%s line=%u error=\"%s\"", err, line,
 		  uv_strerror(rc));
-	uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+	listener_close(l);
 	return rc;
+}
+
+static int listener_open(struct proxy *px, struct listener *l, const struct conf_listen *cl)
+{
+	l->px = px;
+	l->source_same = cl->source_same;
+	if (cl->pool && !(l->pool = strdup(cl->pool)))
+		return UV_ENOMEM;
+	return listener_bind(l, &cl->addr, cl->line);
 }
 
 static void listeners_close(struct proxy *px)
 {
+	for (size_t i = 0; i < px->n_listeners; i++)
+		listener_close(&px->listeners[i]);
+}
+
+static const char *listener_pool(const struct proxy *px, const struct listener *l)
+{
+	return l->pool ? l->pool : px->gen->conf->server.default_pool;
+}
+
+void proxy_pool_exhausted(struct proxy *px, const char *name)
+{
+	if (px->gen->conf->server.on_pool_exhausted != CONF_POOL_EXHAUSTED_REFUSE)
+		return;
 	for (size_t i = 0; i < px->n_listeners; i++) {
-		uv_handle_t *h = (uv_handle_t *)&px->listeners[i].tcp;
-		if (!uv_is_closing(h))
-			uv_close(h, on_listener_closed);
+		struct listener *l = &px->listeners[i];
+		if (!l->open || l->source_same || strcmp(listener_pool(px, l), name) != 0)
+			continue;
+		log_warn("server", "pool %s exhausted: listener addr=%s closed until a source returns",
+			 name, l->bound_str);
+		l->paused = true;
+		listener_close(l);
+	}
+}
+
+/* Reopen paused listeners whose pool has an eligible source again, on the
+ * port they had, so clients find them where they were. */
+static void listeners_resume(struct proxy *px)
+{
+	for (size_t i = 0; i < px->n_listeners && !px->stopping; i++) {
+		struct listener *l = &px->listeners[i];
+		struct pool *pool;
+
+		if (!l->paused || l->open || l->closing)
+			continue;
+		pool = pool_set_pool(px->gen->pools, listener_pool(px, l));
+		if (pool && pool_count_eligible(pool, POOL_FAMILY_ANY) == 0)
+			continue;
+		l->paused = false;
+		if (listener_bind(l, &l->bound, 0) < 0)
+			l->paused = true; /* try again at the next pool change */
 	}
 }
 
@@ -407,7 +467,6 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	rc = px->listeners ? 0 : -ENOMEM;
 	for (size_t i = 0; rc == 0 && i < px->n_listeners; i++) {
 		const struct conf_listen *cl = &conf->server.listens[i];
-		px->listeners[i].index = i;
 		rc = listener_open(px, &px->listeners[i], cl);
 		/* The embedded default also offers [::1]; a host or container
 		 * without IPv6 should still get a working proxy on 127.0.0.1. */
@@ -443,6 +502,8 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		rc = rc ? rc : 1;
 	}
 	proxy_gen_unref(px->gen);
+	for (size_t i = 0; i < px->n_listeners; i++)
+		free(px->listeners[i].pool);
 	free(px->listeners);
 	free(px->clients);
 	free(px);

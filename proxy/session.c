@@ -120,7 +120,7 @@ struct session {
 	bool acquired;
 	struct sockaddr_storage peer;
 	char peer_str[64];
-	size_t listener;
+	struct listener *l;	/* outlives every session */
 	const char *user_name;	/* the authenticated user, in gen->conf */
 
 	size_t pool;		/* conf pool index this request draws from */
@@ -465,13 +465,12 @@ static bool source_allowed_for(struct session *s, size_t src)
 static void set_request_pool(struct session *s)
 {
 	const struct conf *conf = s->gen->conf;
-	const struct conf_listen *l = &conf->server.listens[s->listener];
 	int u, p = -1;
 
 	if (s->authed && (u = conf_find_user(conf, s->h->user)) >= 0 && conf->users[u].pool)
 		p = conf_find_pool(conf, conf->users[u].pool);
-	if (p < 0 && l->pool)
-		p = conf_find_pool(conf, l->pool);
+	if (p < 0 && s->l->pool)
+		p = conf_find_pool(conf, s->l->pool);
 	if (p < 0)
 		p = conf_find_pool(conf, conf->server.default_pool);
 	s->pool = p < 0 ? 0 : (size_t)p;
@@ -672,7 +671,7 @@ static void handle_request(struct session *s)
 		return;
 	}
 	/* A source=same listener egresses from the address the client reached. */
-	if (!s->bound && s->gen->conf->server.listens[s->listener].source_same) {
+	if (!s->bound && s->l->source_same) {
 		int idx = egress_find_source(s->gen->conf, (struct sockaddr *)&s->h->local);
 		if (idx < 0) {
 			log_warn("session", "id=%llu source=same: local address is no configured source",
@@ -932,6 +931,7 @@ static void pool_exhausted(struct session *s, uint64_t until)
 	s->result = PROXY_RESULT_EXHAUSTED;
 	log_warn("pool", "pool %s exhausted until %s client=%s dest=%s", session_pool_name(s), when,
 		 s->peer_str, s->dest_str);
+	proxy_pool_exhausted(s->px, session_pool_name(s));
 	reply_and_close(s, SOCKS5_REP_GENERAL_FAILURE, NULL);
 }
 
@@ -1427,7 +1427,7 @@ void session_accept(struct listener *l)
 	s->gen->refs++;
 	s->id = ++px->next_session_id;
 	s->pinned = -1;
-	s->listener = l->index;
+	s->l = l;
 	s->started_ms = uv_now(px->loop);
 	s->next = px->sessions;
 	if (s->next)

@@ -58,6 +58,24 @@ class Suspension(NetnsCase):
         self.assertEqual((seen["192.0.2.10"], seen["192.0.2.11"], seen["192.0.2.12"]), (5, 5, 0))
         self.assertEqual(proxy.count_log(resumed("ip-3"), mark), 0)
 
+    def test_refuse_closes_the_pool_listener_until_a_source_returns(self):
+        proxy = self.start_proxy(make_config(
+            sections=source("only", "192.0.2.11", duration="2s") +
+            '[pool "main"]\nsource = only\n',
+            on_pool_exhausted="refuse", connect_timeout="1s"))
+        self.record = self.start_server(RecordServer, DEST4)
+        self.ns.remove("192.0.2.11")
+        mark = proxy.mark()
+        self.assertEqual(quick_connect(proxy.addr, request(CMD_CONNECT, *self.record.addr)).rep, 1)
+        proxy.wait_log(log_matcher("WARN", ("exhausted", "closed")), 2, mark)
+        with self.assertRaises(ConnectionRefusedError):
+            connect_to(proxy.addr).close()
+        # The source comes back: after its 2s the listener reopens on its port.
+        self.ns.add("192.0.2.11")
+        proxy.wait_log(log_matcher("INFO", ("listening", "again")), 5, mark)
+        _, peer = fetch_peer_line(proxy.addr, self.record.addr)
+        self.assertEqual(peer[0], "192.0.2.11")
+
     def test_address_removed_mid_run_immediate(self):
         proxy = self.start_proxy(make_config(sections=(
             "[defaults]\nsuspend_when_unplumbed.trigger = immediate\n"
