@@ -270,7 +270,9 @@ static unsigned families_of(const struct conf_source *cs)
 
 static void fmt_ms(uint64_t ms, char *buf, size_t len)
 {
-	if (ms % 3600000 == 0 && ms)
+	if (ms == UINT64_MAX)
+		snprintf(buf, len, "until-resumed");
+	else if (ms % 3600000 == 0 && ms)
 		snprintf(buf, len, "%lluh", (unsigned long long)(ms / 3600000));
 	else if (ms % 60000 == 0 && ms)
 		snprintf(buf, len, "%llum", (unsigned long long)(ms / 60000));
@@ -484,5 +486,41 @@ int egress_probe_bind(const struct sockaddr *addr)
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
 		rc = -errno;
 	close(fd);
+	return rc;
+}
+
+int egress_probe_prefix(const struct conf_source *cs)
+{
+	struct sockaddr_storage a, b;
+	socklen_t len = cs->prefix.family == AF_INET ? sizeof(struct sockaddr_in)
+						     : sizeof(struct sockaddr_in6);
+	struct timeval tv = {.tv_sec = 1};
+	int lfd = -1, cfd = -1, one = 1, rc = 0;
+	int level = cs->prefix.family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+	int opt = cs->prefix.family == AF_INET ? IP_FREEBIND : IPV6_FREEBIND;
+
+	/* Two addresses of the prefix: a listener on one, a client on the
+	 * other. The connection only completes if the host routes the prefix
+	 * to itself (ip -6 route add local PREFIX dev lo). */
+	prefix_address(cs, "sockpool-probe-listen", 21, &a);
+	prefix_address(cs, "sockpool-probe-client", 21, &b);
+	lfd = socket(cs->prefix.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cfd = socket(cs->prefix.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || cfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	setsockopt(lfd, level, opt, &one, sizeof one);
+	setsockopt(cfd, level, opt, &one, sizeof one);
+	setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if (bind(lfd, (struct sockaddr *)&a, len) < 0 || listen(lfd, 1) < 0 ||
+	    getsockname(lfd, (struct sockaddr *)&a, &len) < 0 ||
+	    bind(cfd, (struct sockaddr *)&b, len) < 0 || connect(cfd, (struct sockaddr *)&a, len) < 0)
+		rc = -errno;
+out:
+	if (lfd >= 0)
+		close(lfd);
+	if (cfd >= 0)
+		close(cfd);
 	return rc;
 }

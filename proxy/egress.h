@@ -58,6 +58,11 @@ int egress_bind(uv_tcp_t *h, const struct conf_source *cs, const struct sockaddr
  * CONNECT it prepares). @return 0 or -errno (-EADDRNOTAVAIL: unplumbed). */
 int egress_probe_bind(const struct sockaddr *addr);
 
+/* Prove that the host routes a prefix source's network to itself by
+ * connecting between two of its addresses. Blocks for at most ~1 s.
+ * @return 0 or -errno. */
+int egress_probe_prefix(const struct conf_source *cs);
+
 /* Sort a connect error into the failure table. */
 enum egress_blame egress_blame_connect(int uv_err);
 

@@ -14,6 +14,7 @@
 
 #include "addrwatch.h"
 #include "admin.h"
+#include "egress.h"
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
@@ -287,6 +288,45 @@ static void listeners_resume(struct proxy *px)
 	}
 }
 
+/* ---- prefix sources ---- */
+
+/* A prefix the host does not route locally would bind fine (FREEBIND) and
+ * then fail every connection: take such a source out of rotation now. */
+static void prefixes_check(struct proxy *px)
+{
+	const struct conf *conf = px->gen->conf;
+
+	for (size_t i = 0; i < conf->n_sources; i++) {
+		const struct conf_source *cs = &conf->sources[i];
+		struct pool_source *src;
+		int rc;
+
+		if (cs->kind != CONF_SOURCE_PREFIX)
+			continue;
+		src = egress_pool_source(px->gen, i);
+		rc = egress_probe_prefix(cs);
+		if (rc == 0) {
+			struct pool_source_info info;
+			log_info("server", "prefix source=%s is routed locally", cs->name);
+			/* Fixed since a failed check at start or an earlier reload. */
+			if (src) {
+				pool_source_get_info(src, uv_now(px->loop), &info);
+				if (info.state == POOL_STATE_SUSPENDED &&
+				    info.reason == POOL_REASON_MANUAL &&
+				    info.suspended_until_ms == UINT64_MAX)
+					pool_source_resume(src, uv_now(px->loop));
+			}
+			continue;
+		}
+		log_warn("server",
+			 "prefix source=%s is not routed to this host error=\"%s\"; add "
+			 "`ip route add local PREFIX dev lo` (ip -6 for IPv6) and reload",
+			 cs->name, strerror(-rc));
+		if (src)
+			pool_source_suspend(src, UINT64_MAX, uv_now(px->loop));
+	}
+}
+
 /* ---- address watch ---- */
 
 static void addrwatch_ensure(struct proxy *px)
@@ -399,6 +439,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 	px->gen = gen;
 	px->expire_at = UINT64_MAX;
 	uv_timer_stop(&px->expire_timer);
+	prefixes_check(px);
 	proxy_pools_changed(px);
 	addrwatch_ensure(px);
 	log_info("server", "reloaded path=%s sources=%zu pools=%zu", reload_path, conf->n_sources,
@@ -489,6 +530,7 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		addrwatch_end(px);
 		maybe_finish(px);
 	} else {
+		prefixes_check(px);
 		addrwatch_ensure(px);
 		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu",
 			 (int)getpid(), px->n_listeners, conf->n_sources, conf->n_pools);

@@ -4,7 +4,8 @@ hash consistency, and port exhaustion (never a suspension)."""
 import socket
 
 from harness import (CMD_CONNECT, IP_BIND_ADDRESS_NO_PORT, NetnsCase, RecordServer,
-                     fetch_peer_line, main, make_config, quick_connect, request, suspended)
+                     fetch_peer_line, log_matcher, main, make_config, quick_connect, request,
+                     run, suspended)
 
 DEST4 = "192.0.2.200"
 DEST6 = "2001:db8::200"
@@ -161,6 +162,24 @@ class Selection(NetnsCase):
             picks[i] = seen[0]
         # Eight users over four equal sources: a username key spreads them.
         self.assertGreater(len(set(picks.values())), 1, "every user got %r" % (picks,))
+
+    def test_prefix_source_binds_addresses_of_a_locally_routed_prefix(self):
+        run(["ip", "-n", self.ns.name, "-6", "route", "add", "local", "2001:db8:1::/64",
+             "dev", "lo"])
+        proxy = self.start_proxy(make_config(sections=(
+            '[source "net"]\nprefix = 2001:db8:1::/64\nprefix_pick = random\n\n'
+            '[source "unrouted"]\nprefix = 2001:db8:2::/64\n\n'
+            '[pool "main"]\nsource = net, unrouted\n')))
+        proxy.wait_log(log_matcher("WARN", ("not", "routed"), {"source": "unrouted"}), 2)
+        proxy.wait_log(log_matcher("INFO", ("routed", "locally"), {"source": "net"}), 2)
+        rec = self.start_server(RecordServer, DEST6)
+        peers = set()
+        for _ in range(6):
+            _, peer = fetch_peer_line(proxy.addr, rec.addr)
+            peers.add(peer[0])
+        self.assertEqual(len(peers), 6, "random picks in a /64 should differ: %r" % peers)
+        for p in peers:
+            self.assertTrue(p.startswith("2001:db8:1:0:"), p)
 
     def test_ports_exhausted_on_one_source_uses_others_without_suspending(self):
         proxy = self.start_proxy(make_config(sections=(
