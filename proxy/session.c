@@ -935,6 +935,18 @@ static void pool_exhausted(struct session *s, uint64_t until)
 	reply_and_close(s, SOCKS5_REP_GENERAL_FAILURE, NULL);
 }
 
+static enum pool_failure failure_kind(enum egress_blame blame)
+{
+	switch (blame) {
+	case EGRESS_BLAME_UNPLUMBED:
+		return POOL_FAILURE_UNPLUMBED;
+	case EGRESS_BLAME_PROXY:
+		return POOL_FAILURE_PROXY_UNHEALTHY;
+	default:
+		return POOL_FAILURE_PORTS_EXHAUSTED;
+	}
+}
+
 /* Pick a source and start an attempt, walking sources then destinations,
  * until one attempt is under way or the request must be answered. */
 static void attempt_next(struct session *s)
@@ -1026,31 +1038,13 @@ static void attempt_next(struct session *s)
 		}
 		switch (blame) {
 		case EGRESS_BLAME_UNPLUMBED:
-			if (s->src) {
-				source_failure(s, POOL_FAILURE_UNPLUMBED, rc);
-				if (s->pinned >= 0) {
-					reply_and_close(s, SOCKS5_REP_GENERAL_FAILURE, NULL);
-					return;
-				}
-				continue;
-			}
-			s->h->last_rep = SOCKS5_REP_GENERAL_FAILURE;
-			s->h->dest_i++;
-			src_drop(s);
-			break;
 		case EGRESS_BLAME_PORTS:
-			if (s->src) {
-				source_failure(s, POOL_FAILURE_PORTS_EXHAUSTED, rc);
-				continue;
-			}
-			s->h->last_rep = SOCKS5_REP_GENERAL_FAILURE;
-			s->h->dest_i++;
-			src_drop(s);
-			break;
 		case EGRESS_BLAME_PROXY:
 			if (s->src) {
-				source_failure(s, POOL_FAILURE_PROXY_UNHEALTHY, rc);
-				if (s->pinned >= 0) {
+				source_failure(s, failure_kind(blame), rc);
+				/* The MTA chose this source: no failover, except
+				 * past a busy port range, which is no fault of it. */
+				if (s->pinned >= 0 && blame != EGRESS_BLAME_PORTS) {
 					reply_and_close(s, SOCKS5_REP_GENERAL_FAILURE, NULL);
 					return;
 				}
