@@ -14,7 +14,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && useradd --system --no-create-home --shell /usr/sbin/nologin sockpool \
     && mkdir -p /etc/sockpool
 COPY --from=build /build/proxy/sockpool /usr/local/bin/sockpool
-COPY examples/default.ini /etc/sockpool/sockpool.ini
+COPY examples/docker.ini /etc/sockpool/sockpool.ini
 USER sockpool
 EXPOSE 1080 9180
 HEALTHCHECK --interval=30s --timeout=3s CMD curl -fsS http://127.0.0.1:9180/healthz || exit 1

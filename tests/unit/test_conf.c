@@ -1663,6 +1663,14 @@ static void test_examples_load(void **state)
 	}
 	assert_string_equal(c->server.default_pool, "rotation");
 	conf_free(c);
+
+	c = load_example("docker.ini");
+	assert_int_equal(c->server.n_listens, 1);
+	assert_true(c->server.admin_enabled);
+	assert_string_equal(addr_text(&c->server.admin_listen), "127.0.0.1:9180");
+	assert_int_equal(c->sources[0].kind, CONF_SOURCE_DEFAULT_ROUTE);
+	assert_int_equal(c->n_warnings, 0);
+	conf_free(c);
 }
 
 static void test_load_file_errors(void **state)
