@@ -716,8 +716,11 @@ static void auth_done(struct session *s, bool ok)
 		return;
 	}
 	s->state = S_REQUEST;
-	uv_read_start((uv_stream_t *)&s->client, on_hs_alloc, on_hs_read);
 	handshake_step(s);
+	/* A full buffer (a pipelined request and early data) is read on once
+	 * the relay starts. */
+	if (s->state != S_CLOSING && s->h->hs_len < sizeof s->h->hs)
+		uv_read_start((uv_stream_t *)&s->client, on_hs_alloc, on_hs_read);
 }
 
 static void on_auth_work_done(uv_work_t *w, int status)
