@@ -43,6 +43,10 @@ int main(int argc, char **argv)
 	struct conf *conf = NULL;
 	int opt, rc;
 
+	/* libuv's threadpool runs DNS lookups and password checks; its default
+	 * of 4 threads lets a few slow resolvers hold up every other lookup. */
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
+
 	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

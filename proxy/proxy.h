@@ -102,6 +102,8 @@ struct proxy {
 	uint64_t expire_at;	/* when expire_timer fires, UINT64_MAX if idle */
 	bool stopping;
 	int exit_code;
+	unsigned auth_running;	/* password checks in the threadpool */
+	struct session *auth_wait_head, *auth_wait_tail; /* FIFO waiting for a slot */
 	struct proxy_stats stats;
 	struct admin *admin;	/* NULL when admin_listen is off */
 	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "auth.h"
@@ -21,6 +22,11 @@
 #include "proxy.h"
 #include "socks5.h"
 #include "upstream.h"
+
+/* Password hashes checked at once in libuv's threadpool. The pool also runs
+ * DNS lookups: clients that have not logged in must not be able to queue
+ * enough crypt() calls to starve other clients' lookups. */
+#define SESSION_AUTH_PARALLEL 2
 
 /* Destinations tried per request: a domain's first addresses. */
 #define SESSION_MAX_DESTS 8
@@ -114,6 +120,8 @@ struct session {
 	uv_timer_t timer;
 	struct attempt *out;
 	struct session_hs *h;	/* NULL once relaying */
+	struct session *auth_prev, *auth_next; /* waiting for a password check */
+	bool auth_queued;
 	bool client_counted;
 	bool authed;
 	bool bound;		/* a BIND was answered */
@@ -145,6 +153,7 @@ static void relay_start(struct session *s, const struct sockaddr *bnd, const uin
 			size_t extra_len);
 static void src_drop(struct session *s);
 static void proxy_failure(struct session *s, int err, const char *why);
+static void auth_unqueue(struct session *s);
 
 /* ---- lifetime ---- */
 
@@ -251,6 +260,8 @@ static void session_close(struct session *s, bool reset)
 	 * password check cannot be stopped and finds S_CLOSING when done. */
 	if (was == S_RESOLVING)
 		uv_cancel((uv_req_t *)&s->h->gai);
+	if (s->auth_queued)
+		auth_unqueue(s);
 }
 
 void session_close_all(struct proxy *px)
@@ -688,6 +699,49 @@ static void handle_request(struct session *s)
 	start_connect(s);
 }
 
+static void auth_unqueue(struct session *s)
+{
+	struct proxy *px = s->px;
+
+	if (s->auth_prev)
+		s->auth_prev->auth_next = s->auth_next;
+	else
+		px->auth_wait_head = s->auth_next;
+	if (s->auth_next)
+		s->auth_next->auth_prev = s->auth_prev;
+	else
+		px->auth_wait_tail = s->auth_prev;
+	s->auth_prev = s->auth_next = NULL;
+	s->auth_queued = false;
+}
+
+static void on_auth_work(uv_work_t *w);
+static void on_auth_work_done(uv_work_t *w, int status);
+static void auth_done(struct session *s, bool ok);
+
+/* Run the slow check now if a slot is free, else queue the session. */
+static void auth_submit(struct session *s)
+{
+	struct proxy *px = s->px;
+
+	if (px->auth_running >= SESSION_AUTH_PARALLEL) {
+		s->auth_prev = px->auth_wait_tail;
+		if (px->auth_wait_tail)
+			px->auth_wait_tail->auth_next = s;
+		else
+			px->auth_wait_head = s;
+		px->auth_wait_tail = s;
+		s->auth_queued = true;
+		return;
+	}
+	if (uv_queue_work(px->loop, &s->h->auth_work, on_auth_work, on_auth_work_done) < 0) {
+		auth_done(s, false);
+		return;
+	}
+	px->auth_running++;
+	s->refs++;
+}
+
 static void on_auth_work(uv_work_t *w)
 {
 	struct session *s = container_of(w, struct session_hs, auth_work)->s;
@@ -726,6 +780,14 @@ static void auth_done(struct session *s, bool ok)
 static void on_auth_work_done(uv_work_t *w, int status)
 {
 	struct session *s = container_of(w, struct session_hs, auth_work)->s;
+	struct proxy *px = s->px;
+
+	px->auth_running--;
+	if (px->auth_wait_head) {
+		struct session *next = px->auth_wait_head;
+		auth_unqueue(next);
+		auth_submit(next);
+	}
 
 	if (s->state == S_AUTH_CHECK) {
 		if (status == 0 && s->h->auth_ok)
@@ -791,12 +853,7 @@ static void handshake_step(struct session *s)
 				 * the loop that serves every other connection. */
 				s->state = S_AUTH_CHECK;
 				uv_read_stop((uv_stream_t *)&s->client);
-				if (uv_queue_work(s->px->loop, &s->h->auth_work, on_auth_work,
-						  on_auth_work_done) < 0) {
-					auth_done(s, false);
-					return;
-				}
-				s->refs++;
+				auth_submit(s);
 				return;
 			}
 			auth_done(s, rc == AUTH_OK);
@@ -1298,6 +1355,20 @@ static void relay_forward(struct session *s, struct half *h, const char *data, s
 	uv_read_stop(h->from);
 }
 
+/* libuv 1.44 reports a reset that arrives behind data as a plain EOF
+ * (POLLHUP after a short read); the socket's pending error tells them
+ * apart, so that a reset is passed on as a reset. */
+static bool socket_error(uv_stream_t *stream)
+{
+	uv_os_fd_t fd;
+	int err = 0;
+	socklen_t len = sizeof err;
+
+	if (uv_fileno((uv_handle_t *)stream, &fd) < 0)
+		return false;
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
+}
+
 static void relay_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct session *s = stream->data;
@@ -1315,7 +1386,7 @@ static void relay_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		relay_forward(s, h, buf->base, (size_t)nread);
 		return;
 	}
-	if (nread == UV_EOF) {
+	if (nread == UV_EOF && !socket_error(stream)) {
 		h->eof = true;
 		uv_read_stop(stream);
 		half_finish(s, h);
