@@ -27,6 +27,16 @@ struct client_slot {
 
 /* ---- per-client counts: open addressing over the client's IP bytes ---- */
 
+static size_t slot_hash(const uint8_t key[16])
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 1099511628211ull;
+	return (size_t)h;
+}
+
+/* The client's IP as 16 bytes (IPv4 v4-mapped), and its hash. */
 static size_t client_key(const struct sockaddr *sa, uint8_t key[16])
 {
 	memset(key, 0, 16);
@@ -36,27 +46,29 @@ static size_t client_key(const struct sockaddr *sa, uint8_t key[16])
 	} else {
 		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
 	}
-	uint64_t h = 1469598103934665603ull;
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 1099511628211ull;
-	return (size_t)h;
+	return slot_hash(key);
 }
 
-static int clients_grow(struct proxy *px)
+/* Rebuild the table for the live entries only: tombstones go, and the size
+ * follows the clients connected now (so it shrinks again after a burst of
+ * distinct addresses, e.g. IPv6 privacy addresses). */
+static int clients_rehash(struct proxy *px)
 {
-	size_t cap = px->clients_cap ? px->clients_cap * 2 : 256;
-	struct client_slot *t = calloc(cap, sizeof *t);
+	size_t live = 0, cap = 256;
+	struct client_slot *t;
 
+	for (size_t i = 0; i < px->clients_cap; i++)
+		live += px->clients[i].count ? 1 : 0;
+	while (cap < (live + 1) * 4)
+		cap *= 2;
+	t = calloc(cap, sizeof *t);
 	if (!t)
 		return -ENOMEM;
 	for (size_t i = 0; i < px->clients_cap; i++) {
 		struct client_slot *o = &px->clients[i];
 		if (!o->count)
 			continue;
-		uint64_t h = 1469598103934665603ull;
-		for (int k = 0; k < 16; k++)
-			h = (h ^ o->addr[k]) * 1099511628211ull;
-		size_t j = (size_t)h & (cap - 1);
+		size_t j = slot_hash(o->addr) & (cap - 1);
 		while (t[j].count)
 			j = (j + 1) & (cap - 1);
 		t[j] = *o;
@@ -64,9 +76,7 @@ static int clients_grow(struct proxy *px)
 	free(px->clients);
 	px->clients = t;
 	px->clients_cap = cap;
-	px->clients_used = 0;
-	for (size_t i = 0; i < cap; i++)
-		px->clients_used += t[i].count ? 1 : 0;
+	px->clients_used = live;
 	return 0;
 }
 
@@ -76,7 +86,8 @@ int proxy_client_add(struct proxy *px, const struct sockaddr *addr)
 	uint8_t key[16];
 	size_t h, i, free_at = SIZE_MAX;
 
-	if ((px->clients_used + 1) * 2 > px->clients_cap && clients_grow(px) < 0)
+	/* clients_used counts live entries and tombstones: both lengthen probes. */
+	if ((px->clients_used + 1) * 2 > px->clients_cap && clients_rehash(px) < 0)
 		return -ENOMEM;
 	h = client_key(addr, key);
 	for (i = h & (px->clients_cap - 1);; i = (i + 1) & (px->clients_cap - 1)) {
