@@ -189,9 +189,10 @@ static void listener_close(struct listener *l)
 	uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
-/* Open a listening socket on `addr` (`line` names it in errors, 0 = a
- * reopen). */
-static int listener_bind(struct listener *l, const struct sockaddr_storage *addr, unsigned line)
+/* Open a listening socket on `addr`; `line` names it in errors, `reopen`
+ * says it is back after on_pool_exhausted = refuse. */
+static int listener_bind(struct listener *l, const struct sockaddr_storage *addr, unsigned line,
+			 bool reopen)
 {
 	struct proxy *px = l->px;
 	char err[CONF_ERR_MAX];
@@ -231,7 +232,7 @@ static int listener_bind(struct listener *l, const struct sockaddr_storage *addr
 	len = sizeof l->bound;
 	uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, (int *)&len);
 	conf_addr_str((const struct sockaddr *)&l->bound, l->bound_str, sizeof l->bound_str);
-	log_info("server", "%s addr=%s pool=%s%s", line ? "listening" : "listening again",
+	log_info("server", "%s addr=%s pool=%s%s", reopen ? "listening again" : "listening",
 		 l->bound_str, l->pool ? l->pool : px->gen->conf->server.default_pool,
 		 l->source_same ? " source=same" : "");
 	return 0;
@@ -251,7 +252,7 @@ static int listener_open(struct proxy *px, struct listener *l, const struct conf
 	l->source_same = cl->source_same;
 	if (cl->pool && !(l->pool = strdup(cl->pool)))
 		return UV_ENOMEM;
-	return listener_bind(l, &cl->addr, cl->line);
+	return listener_bind(l, &cl->addr, cl->line, false);
 }
 
 static void listeners_close(struct proxy *px)
@@ -294,7 +295,7 @@ static void listeners_resume(struct proxy *px)
 		if (pool && pool_count_eligible(pool, POOL_FAMILY_ANY) == 0)
 			continue;
 		l->paused = false;
-		if (listener_bind(l, &l->bound, 0) < 0)
+		if (listener_bind(l, &l->bound, 0, true) < 0)
 			l->paused = true; /* try again at the next pool change */
 	}
 }
