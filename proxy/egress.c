@@ -152,21 +152,27 @@ int egress_bind(uv_tcp_t *h, const struct conf_source *cs, const struct sockaddr
 		((struct sockaddr_in *)&src)->sin_port = 0;
 	else
 		((struct sockaddr_in6 *)&src)->sin6_port = 0;
-	if (uv_fileno((uv_handle_t *)h, &fd) == 0) {
-		/* Defer the port choice to connect(), so one source address can
-		 * hold a full 4-tuple space instead of ~28k ports in all. */
-		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-		/* Only prefix sources bind to addresses the host routes but does
-		 * not carry; on plain sources FREEBIND would hide EADDRNOTAVAIL,
-		 * the very signal that the address is unplumbed. */
-		if (!adhoc && cs->kind == CONF_SOURCE_PREFIX) {
-			if (src.ss_family == AF_INET6)
-				setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
-			else
-				setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
-		}
+	if (uv_fileno((uv_handle_t *)h, &fd) < 0)
+		return UV_EBADF;
+	/* Defer the port choice to connect(), so one source address can hold a
+	 * full 4-tuple space instead of ~28k ports in all. */
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+	/* Only prefix sources bind to addresses the host routes but does not
+	 * carry; on plain sources FREEBIND would hide EADDRNOTAVAIL, the very
+	 * signal that the address is unplumbed. */
+	if (!adhoc && cs->kind == CONF_SOURCE_PREFIX) {
+		if (src.ss_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+		else
+			setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
 	}
-	return uv_tcp_bind(h, (const struct sockaddr *)&src, 0);
+	/* bind(2) itself rather than uv_tcp_bind(), which also sets
+	 * SO_REUSEADDR: useless here, and a system call per connection. */
+	if (bind(fd, (const struct sockaddr *)&src,
+		 src.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					  : sizeof(struct sockaddr_in6)) < 0)
+		return -errno;
+	return 0;
 }
 
 enum egress_blame egress_blame_connect(int uv_err)

@@ -23,7 +23,7 @@ struct session;
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 /* Size of the loop-wide relay read buffer. */
-#define PROXY_RELAY_BUF (64 * 1024)
+#define PROXY_RELAY_BUF (256 * 1024)
 
 struct proxy_gen {
 	struct conf *conf;
@@ -39,6 +39,7 @@ struct listener {
 	struct proxy *px;
 	char *pool;		/* `pool=`, NULL = default_pool */
 	bool source_same;
+	uint64_t keepalive_ms;	/* tcp_keepalive set on the socket, inherited by accepts */
 	bool open;		/* the handle is initialised and not closing */
 	bool closing;		/* uv_close() called, callback pending */
 	bool paused;		/* closed by on_pool_exhausted = refuse */

@@ -1518,8 +1518,10 @@ void session_accept(struct listener *l)
 	}
 	len = sizeof s->peer;
 	uv_tcp_getpeername(&s->client, (struct sockaddr *)&s->peer, &len);
-	len = sizeof s->h->local;
-	uv_tcp_getsockname(&s->client, (struct sockaddr *)&s->h->local, &len);
+	if (l->source_same) {
+		len = sizeof s->h->local;
+		uv_tcp_getsockname(&s->client, (struct sockaddr *)&s->h->local, &len);
+	}
 	conf_addr_str((struct sockaddr *)&s->peer, s->peer_str, sizeof s->peer_str);
 
 	if (!conf_cidr_list_match(&srv->allow, (struct sockaddr *)&s->peer)) {
@@ -1543,9 +1545,11 @@ void session_accept(struct listener *l)
 		return;
 	}
 	s->client_counted = true;
-	uv_tcp_nodelay(&s->client, 1);
-	if (srv->tcp_keepalive_ms)
-		uv_tcp_keepalive(&s->client, 1, (unsigned)(srv->tcp_keepalive_ms / 1000 ?: 1));
+	/* TCP_NODELAY and keepalive come from the listening socket, unless a
+	 * reload changed tcp_keepalive since it was opened. */
+	if (srv->tcp_keepalive_ms != l->keepalive_ms)
+		uv_tcp_keepalive(&s->client, srv->tcp_keepalive_ms > 0,
+				 (unsigned)(srv->tcp_keepalive_ms / 1000 ?: 1));
 	timer_arm(s, srv->handshake_timeout_ms);
 	rc = uv_read_start((uv_stream_t *)&s->client, on_hs_alloc, on_hs_read);
 	if (rc < 0)
