@@ -39,6 +39,7 @@ struct listener {
 	struct proxy *px;
 	char *pool;		/* `pool=`, NULL = default_pool */
 	bool source_same;
+	struct sockaddr_storage conf_addr; /* as configured (port 0 stays 0) */
 	uint64_t keepalive_ms;	/* tcp_keepalive set on the socket, inherited by accepts */
 	bool open;		/* the handle is initialised and not closing */
 	bool closing;		/* uv_close() called, callback pending */
@@ -106,6 +107,11 @@ struct proxy {
 	unsigned auth_running;	/* password checks in the threadpool */
 	struct session *auth_wait_head, *auth_wait_tail; /* FIFO waiting for a slot */
 	struct proxy_stats stats;
+	/* What a reload cannot change, as the process started with it. */
+	bool boot_admin_enabled;
+	struct sockaddr_storage boot_admin_listen;
+	char *boot_user;
+	unsigned boot_workers;
 	struct admin *admin;	/* NULL when admin_listen is off */
 	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */
 	uint64_t started_wall_ms;

@@ -259,6 +259,7 @@ static int listener_open(struct proxy *px, struct listener *l, const struct conf
 {
 	l->px = px;
 	l->source_same = cl->source_same;
+	l->conf_addr = cl->addr;
 	if (cl->pool && !(l->pool = strdup(cl->pool)))
 		return UV_ENOMEM;
 	return listener_bind(l, &cl->addr, cl->line, false);
@@ -430,6 +431,38 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static const char *reload_path;
 
+static bool addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	char x[64], y[64];
+
+	conf_addr_str((const struct sockaddr *)a, x, sizeof x);
+	conf_addr_str((const struct sockaddr *)b, y, sizeof y);
+	return strcmp(x, y) == 0;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Whether a reloaded file leaves alone what only a restart applies: the
+ * listeners as they were opened, admin_listen, user and workers. */
+static bool restart_settings_same(const struct proxy *px, const struct conf_server *b)
+{
+	if (px->n_listeners != b->n_listens || px->boot_admin_enabled != b->admin_enabled ||
+	    (b->admin_enabled && !addr_same(&px->boot_admin_listen, &b->admin_listen)) ||
+	    !str_same(px->boot_user, b->user) || px->boot_workers != b->workers)
+		return false;
+	for (size_t i = 0; i < b->n_listens; i++) {
+		const struct listener *l = &px->listeners[i];
+		if (!addr_same(&l->conf_addr, &b->listens[i].addr) ||
+		    !str_same(l->pool, b->listens[i].pool) ||
+		    l->source_same != b->listens[i].source_same)
+			return false;
+	}
+	return true;
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
 	struct proxy *px = s->data;
@@ -456,6 +489,9 @@ static void on_sighup(uv_signal_t *s, int signum)
 	log_set_level((enum log_level)conf->server.log_level);
 	/* Listeners stay as they are: rebinding sockets under live clients is
 	 * not something a reload should do behind the operator's back. */
+	if (!restart_settings_same(px, &conf->server))
+		log_warn("server", "reload: listen, admin_listen, user and workers changes take "
+				   "effect at the next restart");
 	proxy_gen_unref(px->gen);
 	px->gen = gen;
 	px->expire_at = UINT64_MAX;
@@ -524,6 +560,11 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	uv_timer_init(px->loop, &px->shutdown_timer);
 	uv_unref((uv_handle_t *)&px->shutdown_timer);
 
+	px->boot_admin_enabled = conf->server.admin_enabled;
+	px->boot_admin_listen = conf->server.admin_listen;
+	px->boot_workers = conf->server.workers;
+	if (conf->server.user && !(px->boot_user = strdup(conf->server.user)))
+		log_error("main", "out of memory");
 	px->n_listeners = conf->server.n_listens;
 	px->listeners = calloc(px->n_listeners, sizeof *px->listeners);
 	rc = px->listeners ? 0 : -ENOMEM;
@@ -553,6 +594,10 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	} else {
 		prefixes_check(px);
 		addrwatch_ensure(px);
+		if (conf->server.workers > 1)
+			log_info("main", "workers=%u: this version serves every connection from one "
+					 "event loop",
+				 conf->server.workers);
 		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu",
 			 (int)getpid(), px->n_listeners, conf->n_sources, conf->n_pools);
 	}
@@ -568,6 +613,7 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	for (size_t i = 0; i < px->n_listeners; i++)
 		free(px->listeners[i].pool);
 	free(px->listeners);
+	free(px->boot_user);
 	free(px->clients);
 	free(px);
 	if (rc == 0)

@@ -236,6 +236,28 @@ class Reload(ProxyCase):
         self.assertEqual(code, 2, "after reloading deny_destinations, CONNECT must get 0x02")
         self.assertEcho(s, b"still untouched after a good reload\n")
 
+    def test_sighup_with_a_new_listener_warns_and_keeps_the_old_ones(self):
+        proxy = self.start_proxy()
+        echo = self.start_server(EchoServer)
+        mark = proxy.mark()
+        with open(proxy.conf_path, "w") as f:
+            f.write(make_config(listen=("127.0.0.1:0", "127.0.0.3:0")))
+        proxy.send_signal(signal.SIGHUP)
+        proxy.wait_log(lambda l: l.startswith("INFO server: reloaded"), 5, mark)
+        self.assertEqual(proxy.count_log(
+            lambda l: l.startswith("WARN") and "next restart" in l, mark), 1)
+        s, _ = self.open(proxy.addr, *echo.addr)
+        self.assertEcho(s, b"the old listener still serves\n")
+        s.close()
+        # A reload that keeps the listeners says nothing about a restart.
+        mark = proxy.mark()
+        with open(proxy.conf_path, "w") as f:
+            f.write(make_config(deny_destinations="192.0.2.0/24"))
+        proxy.send_signal(signal.SIGHUP)
+        proxy.wait_log(lambda l: l.startswith("INFO server: reloaded"), 5, mark)
+        self.assertEqual(proxy.count_log(
+            lambda l: l.startswith("WARN") and "next restart" in l, mark), 0)
+
 
 if __name__ == "__main__":
     main()
