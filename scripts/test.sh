@@ -14,6 +14,7 @@ sockpool_install_missing $SOCKPOOL_BUILD_PKGS $SOCKPOOL_TEST_PKGS || exit 1
 build="${SOCKPOOL_TEST_BUILD:-$top/build-test}"
 fuzz_build="$top/build-fuzz"
 logs=("$build/meson-logs/testlog.json")
+extra_failed=0
 
 if [ ! -f "$build/build.ninja" ]; then
 	meson setup "$build" "$top" -Db_sanitize=address,undefined -Db_lundef=false \
@@ -41,12 +42,23 @@ if [ "${SOCKPOOL_FUZZ:-1}" != 0 ] && [ $# -eq 0 ]; then
 	ASAN_OPTIONS=detect_leaks=1 meson test -C "$fuzz_build" --no-rebuild --suite fuzz \
 		--print-errorlogs --num-processes 2 || rc=1
 	logs+=("$fuzz_build/meson-logs/testlog.json")
+
+	# The whole tree must also build warning-free with clang.
+	clang_build="$top/build-clang"
+	if [ ! -f "$clang_build/build.ninja" ]; then
+		CC=clang meson setup "$clang_build" "$top" -Dwerror=true >/dev/null
+	fi
+	if ! ninja -C "$clang_build" >/dev/null; then
+		echo "test.sh: the clang build failed (counted as one failed test)" >&2
+		extra_failed=1
+		rc=1
+	fi
 fi
 
-python3 - "${logs[@]}" <<'PY'
+python3 - "$extra_failed" "${logs[@]}" <<'PY'
 import json, os, sys
-passed = failed = 0
-for path in sys.argv[1:]:
+passed, failed = 0, int(sys.argv[1])
+for path in sys.argv[2:]:
     if not os.path.exists(path):
         failed += 1
         continue
