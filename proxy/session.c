@@ -107,6 +107,7 @@ struct session_hs {
 	bool pinned_tried;	/* the pinned source had its go at this destination */
 	bool client_eof;	/* client half-closed before the relay began */
 	bool saw_candidate;	/* some source could have served the request */
+	bool saw_busy;		/* some source was skipped for its cap */
 };
 
 struct session {
@@ -1082,6 +1083,8 @@ static void attempt_next(struct session *s)
 				/* Suspended or at a cap: a later time may help. */
 				if (pick.status != POOL_NONE && pick.until_ms < soonest)
 					soonest = pick.until_ms;
+				if (pick.status == POOL_BUSY)
+					s->h->saw_busy = true;
 				s->h->dest_i++;
 				pool_tried_init(&s->h->tried);
 				continue;
@@ -1146,6 +1149,14 @@ static void attempt_next(struct session *s)
 	if (!s->h->saw_candidate && s->pinned < 0 && !s->h->adhoc) {
 		/* No source of any destination's family. */
 		s->h->last_rep = SOCKS5_REP_NET_UNREACHABLE;
+	}
+	if (s->h->saw_busy && s->h->last_rep == SOCKS5_REP_GENERAL_FAILURE) {
+		/* A source at its cap is skipped quietly, but a request refused
+		 * because every source is is something the operator must see. */
+		s->result = PROXY_RESULT_EXHAUSTED;
+		log_warn("pool", "pool %s busy: every source is at its max_connections or rate cap "
+				 "client=%s dest=%s",
+			 session_pool_name(s), s->peer_str, s->dest_str);
 	}
 	reply_and_close(s, s->h->last_rep, NULL);
 }

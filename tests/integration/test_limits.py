@@ -389,6 +389,9 @@ class BothSourcesCapped(SourceCaps):
         self.assertIn(how, ("eof", "reset"))
         suspended = [l for l in self.proxy.log()[mark:] if "suspended" in l and "WARN" in l]
         self.assertEqual(suspended, [])
+        # Skipping one capped source is quiet; refusing a request is not.
+        busy = [l for l in self.proxy.log()[mark:] if l.startswith("WARN") and "busy" in l]
+        self.assertEqual(len(busy), 1, self.proxy.log()[mark:])
 
 
 class SourceRate(SourceCaps):
