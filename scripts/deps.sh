@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages sockpool needs to build and test, if missing.
-# Sourced by run.sh and test.sh; safe to run again.
-set -euo pipefail
+# Sourced by run.sh, test.sh and fuzz.sh; it sets no shell options, so a
+# caller that counts failures (test.sh) keeps running after one.
 SOCKPOOL_BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build libuv1-dev libinih-dev
   libcmocka-dev libcrypt-dev libmicrohttpd-dev"
 SOCKPOOL_TEST_PKGS="python3 python3-socks curl ncat iproute2 procps microsocks proxychains4"

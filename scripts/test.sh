@@ -73,5 +73,10 @@ for path in sys.argv[2:]:
             else:
                 failed += 1
 print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
 PY
+summary=$?
+# Fail when meson failed or when the count shows a failure (a missing
+# testlog counts as one).
+[ $rc -eq 0 ] && rc=$summary
 exit $rc
