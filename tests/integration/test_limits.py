@@ -390,6 +390,8 @@ class BothSourcesCapped(SourceCaps):
         suspended = [l for l in self.proxy.log()[mark:] if "suspended" in l and "WARN" in l]
         self.assertEqual(suspended, [])
         # Skipping one capped source is quiet; refusing a request is not.
+        # (the log is read by a thread: wait for the line, then count it)
+        self.proxy.wait_log(lambda l: l.startswith("WARN") and "busy" in l, 3, mark)
         busy = [l for l in self.proxy.log()[mark:] if l.startswith("WARN") and "busy" in l]
         self.assertEqual(len(busy), 1, self.proxy.log()[mark:])
 
