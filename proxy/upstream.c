@@ -143,18 +143,25 @@ static void on_auth_reply(struct upstream *u)
 		after_auth(u);
 }
 
+/* Parse a request reply from the input; a malformed one fails the proxy.
+ * @return true with *r and *n filled once a whole, well-formed reply is in. */
+static bool take_reply(struct upstream *u, struct socks5_reply *r, size_t *n,
+		       const char *malformed)
+{
+	int rc = socks5_parse_reply(u->in, u->in_len, n, r);
+
+	if (rc == SOCKS5_ERROR)
+		proxy_failed(u, 0, malformed);
+	return rc == SOCKS5_OK;
+}
+
 static void on_bind_reply(struct upstream *u)
 {
 	struct socks5_reply r;
 	size_t n = 0;
-	int rc = socks5_parse_reply(u->in, u->in_len, &n, &r);
 
-	if (rc == SOCKS5_NEED_MORE)
+	if (!take_reply(u, &r, &n, "proxy sent a malformed BIND reply"))
 		return;
-	if (rc == SOCKS5_ERROR) {
-		proxy_failed(u, 0, "proxy sent a malformed BIND reply");
-		return;
-	}
 	consume(u, n);
 	if (r.rep != SOCKS5_REP_SUCCEEDED)
 		finish(u, UPSTREAM_PROXY_FAILED, 0, r.rep,
@@ -167,14 +174,9 @@ static void on_connect_reply(struct upstream *u)
 {
 	struct socks5_reply r;
 	size_t n = 0;
-	int rc = socks5_parse_reply(u->in, u->in_len, &n, &r);
 
-	if (rc == SOCKS5_NEED_MORE)
+	if (!take_reply(u, &r, &n, "proxy sent a malformed CONNECT reply"))
 		return;
-	if (rc == SOCKS5_ERROR) {
-		proxy_failed(u, 0, "proxy sent a malformed CONNECT reply");
-		return;
-	}
 	if (r.rep != SOCKS5_REP_SUCCEEDED) {
 		finish(u, UPSTREAM_DEST_FAILED, 0, r.rep,
 		       "proxy's CONNECT to the destination failed");
