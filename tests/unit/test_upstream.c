@@ -395,6 +395,13 @@ static struct client *client_new(void)
 	return c;
 }
 
+/* Every test ends here: the loop must have nothing left open. */
+static void client_free(struct client *c)
+{
+	assert_int_equal(uv_loop_close(&c->loop), 0);
+	test_free(c);
+}
+
 /* ---- wire bytes, spelled out independently of socks5.c ---- */
 
 static const uint8_t GREETING_NONE[] = {5, 1, 0};
@@ -472,8 +479,7 @@ static void test_upstream_noauth_connect_ok(void **state)
 	assert_bnd_v4(&c->res.bnd);
 	assert_int_equal(c->res.extra_len, 12);
 	assert_memory_equal(c->data, "220 banner\r\n", 12);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_password_ok(void **state)
@@ -493,8 +499,7 @@ static void test_upstream_password_ok(void **state)
 	assert_result(c, UPSTREAM_OK);
 	assert_bnd_v4(&c->res.bnd);
 	assert_int_equal(c->res.extra_len, 0);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* Credentials configured, but the proxy needs none: NONE was offered too. */
@@ -515,8 +520,7 @@ static void test_upstream_password_offered_none_chosen(void **state)
 	RUN(c, f, steps, &p);
 	assert_got(&f);
 	assert_result(c, UPSTREAM_OK);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_password_refused(void **state)
@@ -538,8 +542,7 @@ static void test_upstream_password_refused(void **state)
 	assert_got(&f); /* and no CONNECT after the refusal */
 	assert_result(c, UPSTREAM_PROXY_FAILED);
 	assert_int_equal(c->res.err, 0);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_method_refused(void **state)
@@ -559,8 +562,7 @@ static void test_upstream_method_refused(void **state)
 	assert_got(&f);
 	assert_result(c, UPSTREAM_PROXY_FAILED);
 	assert_int_equal(c->res.err, 0);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* Offered NONE only; a proxy that picks PASSWORD is broken, not obeyed. */
@@ -580,8 +582,7 @@ static void test_upstream_method_not_offered(void **state)
 	RUN(c, f, steps, &p);
 	assert_got(&f);
 	assert_result(c, UPSTREAM_PROXY_FAILED);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* KumoMTA's order: BIND src:0, wait for its reply, only then CONNECT. The
@@ -604,8 +605,7 @@ static void test_upstream_bind_then_connect(void **state)
 	assert_got(&f);
 	assert_result(c, UPSTREAM_OK);
 	assert_bnd_v4(&c->res.bnd);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_bind_ipv6_source_with_auth(void **state)
@@ -630,8 +630,7 @@ static void test_upstream_bind_ipv6_source_with_auth(void **state)
 	RUN(c, f, steps, &p);
 	assert_got(&f);
 	assert_result(c, UPSTREAM_OK);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* A failure reply to our BIND blames the proxy (SPEC 4.2), and no CONNECT
@@ -654,8 +653,7 @@ static void test_upstream_bind_refused(void **state)
 	assert_result(c, UPSTREAM_PROXY_FAILED);
 	assert_int_equal(c->res.rep, SOCKS5_REP_GENERAL_FAILURE);
 	assert_int_equal(c->res.err, 0);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_connect_refused_is_dest_failure(void **state)
@@ -676,8 +674,7 @@ static void test_upstream_connect_refused_is_dest_failure(void **state)
 	assert_got(&f);
 	assert_result(c, UPSTREAM_DEST_FAILED);
 	assert_int_equal(c->res.rep, SOCKS5_REP_CONN_REFUSED);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_proxy_closes_after_greeting(void **state)
@@ -693,8 +690,7 @@ static void test_upstream_proxy_closes_after_greeting(void **state)
 	assert_got(&f);
 	assert_result(c, UPSTREAM_PROXY_FAILED);
 	assert_int_equal(c->res.err, UV_EOF);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* EOF inside a reply, after part of it arrived. */
@@ -717,8 +713,7 @@ static void test_upstream_proxy_closes_mid_reply(void **state)
 	assert_got(&f);
 	assert_result(c, UPSTREAM_PROXY_FAILED);
 	assert_int_equal(c->res.err, UV_EOF);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_malformed_method_reply(void **state)
@@ -739,8 +734,7 @@ static void test_upstream_malformed_method_reply(void **state)
 	assert_got(&f);
 	assert_result(c, UPSTREAM_PROXY_FAILED);
 	assert_int_equal(c->res.err, 0);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_malformed_connect_reply(void **state)
@@ -762,8 +756,7 @@ static void test_upstream_malformed_connect_reply(void **state)
 	assert_got(&f);
 	assert_result(c, UPSTREAM_PROXY_FAILED);
 	assert_int_equal(c->res.err, 0);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* Every reply arrives one byte per segment: every parser sees every split. */
@@ -792,8 +785,7 @@ static void test_upstream_replies_split_bytewise(void **state)
 	assert_string_equal(c->res.bnd.u.domain, "proxy.x");
 	assert_int_equal(c->res.bnd.port, 80);
 	assert_int_equal(c->res.extra_len, 0);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* The proxy sends all its replies and then some banner in one segment of
@@ -829,8 +821,7 @@ static void test_upstream_early_replies(void **state)
 	assert_bnd_v4(&c->res.bnd);
 	assert_int_equal(c->data_len, sizeof(all) - head);
 	assert_memory_equal(c->data, all + head, sizeof(all) - head);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* A DOMAIN destination goes out as a name, unresolved. */
@@ -854,8 +845,7 @@ static void test_upstream_domain_dest_passed_through(void **state)
 	RUN(c, f, steps, &p);
 	assert_got(&f);
 	assert_result(c, UPSTREAM_OK);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_ipv6_dest(void **state)
@@ -878,8 +868,7 @@ static void test_upstream_ipv6_dest(void **state)
 	RUN(c, f, steps, &p);
 	assert_got(&f);
 	assert_result(c, UPSTREAM_OK);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* More than fits in res->extra arrives with the reply: the rest stays in the
@@ -909,8 +898,7 @@ static void test_upstream_rest_stays_in_socket(void **state)
 	assert_true(c->res.extra_len <= UPSTREAM_READ_MAX - sizeof(REPLY_OK));
 	assert_int_equal(c->data_len, 3000);
 	assert_memory_equal(c->data, reply_and_data + sizeof(REPLY_OK), 3000);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* Cancel right after start, while the greeting's write callback is still
@@ -929,8 +917,7 @@ static void test_upstream_cancel_with_write_pending(void **state)
 	assert_int_equal(f.steps_done, 1);
 	assert_int_equal(c->start_rc, 0);
 	assert_int_equal(c->calls, 0);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* Cancel while waiting for a reply that has half arrived; the rest of it
@@ -956,8 +943,7 @@ static void test_upstream_cancel_while_waiting(void **state)
 	assert_int_equal(c->calls, 0);
 	assert_int_equal(c->active_after_cancel, 0);
 	assert_true(c->data_after_cancel);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void dummy_cb(struct upstream *u, const struct upstream_result *res, void *ctx)
@@ -1168,8 +1154,7 @@ static void run_microsocks_connect(struct microsocks *m, const struct upstream_p
 	assert_int_equal(c->data_len, sizeof(BANNER) - 1);
 	assert_memory_equal(c->data, BANNER, sizeof(BANNER) - 1);
 	assert_int_equal(target.steps_done, 2);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 static void test_upstream_microsocks_connect(void **state)
@@ -1194,8 +1179,7 @@ static void test_upstream_microsocks_password(void **state)
 	bad.dest = &dest;
 	client_run(c, m->port, &bad);
 	assert_result(c, UPSTREAM_PROXY_FAILED);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 /* The destination refuses: microsocks says REP 5, we pass it through. */
@@ -1219,8 +1203,7 @@ static void test_upstream_microsocks_dest_refused(void **state)
 	close(fd);
 	assert_result(c, UPSTREAM_DEST_FAILED);
 	assert_int_equal(c->res.rep, SOCKS5_REP_CONN_REFUSED);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
-	test_free(c);
+	client_free(c);
 }
 
 int main(void)
