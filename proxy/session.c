@@ -1185,7 +1185,6 @@ static void on_upstream_done(struct upstream *u, const struct upstream_result *r
 	uint8_t extra[UPSTREAM_READ_MAX];
 	size_t extra_len = 0;
 
-	(void)u;
 	if (!a || a->up != u || s->state != S_CONNECTING)
 		return;
 	a->handshaking = false;
