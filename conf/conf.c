@@ -8,6 +8,7 @@
 #endif
 #include <errno.h>
 #include <ini.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,6 +58,12 @@ enum server_key {
 	SK_SHUTDOWN_TIMEOUT,
 	SK_ADMIN_TOKEN,
 	SK_USER,
+	SK_LOG_TARGET,
+	SK_LOG_TIMESTAMPS,
+	SK_ALLOW_DESTINATIONS,
+	SK_STALL_TIMEOUT,
+	SK_RELOAD_ON_CHANGE,
+	SK_RELAY,
 };
 
 static const struct key_def server_keys[] = {
@@ -80,6 +87,12 @@ static const struct key_def server_keys[] = {
     {"shutdown_timeout", SK_SHUTDOWN_TIMEOUT, 0},
     {"admin_token", SK_ADMIN_TOKEN, KEY_SECRET},
     {"user", SK_USER, 0},
+    {"log_target", SK_LOG_TARGET, 0},
+    {"log_timestamps", SK_LOG_TIMESTAMPS, 0},
+    {"allow_destinations", SK_ALLOW_DESTINATIONS, KEY_REPEAT},
+    {"stall_timeout", SK_STALL_TIMEOUT, 0},
+    {"reload_on_change", SK_RELOAD_ON_CHANGE, 0},
+    {"relay", SK_RELAY, 0},
 };
 
 /* Rule keys come in threes: RULE (`= off`), RULE + 1 (.trigger), RULE + 2 (.duration). */
@@ -100,6 +113,8 @@ enum source_key {
 	K_PROXY_SOURCE,
 	K_PROXY_USERNAME,
 	K_PROXY_PASSWORD,
+	K_HEALTH_CHECK,
+	K_RESUME_HEALTHY,
 };
 
 static const struct key_def source_keys[] = {
@@ -119,6 +134,8 @@ static const struct key_def source_keys[] = {
     {"socks5_proxy_source_address", K_PROXY_SOURCE, 0},
     {"socks5_proxy_username", K_PROXY_USERNAME, 0},
     {"socks5_proxy_password", K_PROXY_PASSWORD, KEY_SECRET},
+    {"health_check", K_HEALTH_CHECK, 0},
+    {"resume_when_healthy", K_RESUME_HEALTHY, 0},
 };
 
 enum pool_key { PK_STRATEGY, PK_HASH_KEY, PK_SOURCE };
@@ -142,7 +159,7 @@ static const struct key_def user_keys[] = {
 /* Which keys a section set, and on which line (the first one for repeatable keys). */
 struct keyset {
 	uint32_t seen;
-	unsigned line[24];
+	unsigned line[32];
 };
 
 struct rule_draft {
@@ -413,6 +430,8 @@ void conf_free(struct conf *conf)
 	free(conf->server.listens);
 	free(conf->server.allow.items);
 	free(conf->server.deny_destinations.items);
+	free(conf->server.allow_destinations.items);
+	free(conf->server.access_log_file);
 	free(conf->server.default_pool);
 	free_secret(conf->server.admin_token);
 	free(conf->server.user);
@@ -1034,7 +1053,8 @@ static int listen_key(struct loader *ld, const struct key_def *k, const char *va
 	}
 	for (size_t i = 0; i < sv->n_listens; i++) {
 		/* Port 0 asks the kernel for a free port: two of them never clash. */
-		if (conf__addr_port(&l.addr) != 0 && conf__addr_equal(&sv->listens[i].addr, &l.addr)) {
+		if (conf__addr_port(&l.addr) != 0 &&
+		    conf__addr_equal(&sv->listens[i].addr, &l.addr)) {
 			fail(ld, ld->line, "%s %s: %s is already a listener (line %u)", ld->label,
 			     k->name, conf_addr_str((struct sockaddr *)&l.addr, addr, sizeof(addr)),
 			     sv->listens[i].line);
@@ -1054,12 +1074,29 @@ fail:
 	return -EINVAL;
 }
 
+/* `off`, `on` (with the log) or the path of a file of its own. */
+static void access_log_key(struct loader *ld, const struct key_def *k, const char *value,
+			   struct conf_server *sv)
+{
+	if (!conf_parse_bool(value, &sv->access_log))
+		return;
+	if (!*value || !visible_ascii(value) || strlen(value) > PATH_MAX) {
+		bad(ld, k, value, "off | on | the path of a file (no blanks)");
+		return;
+	}
+	sv->access_log = true;
+	if (!(sv->access_log_file = strdup(value)))
+		oom(ld);
+}
+
 static void server_key(struct loader *ld, const struct key_def *k, const char *value)
 {
 	static const char *const auth_words[] = {"none", "password", NULL};
 	static const char *const bind_words[] = {"deny", "allow", NULL};
 	static const char *const exhausted_words[] = {"reply", "refuse", NULL};
 	static const char *const level_words[] = {"error", "warn", "info", "debug", NULL};
+	static const char *const target_words[] = {"stderr", "syslog", "journald", NULL};
+	static const char *const relay_words[] = {"copy", "splice", NULL};
 	struct conf_server *sv = &ld->c->server;
 	int i;
 
@@ -1132,7 +1169,29 @@ static void server_key(struct loader *ld, const struct key_def *k, const char *v
 			sv->log_level = (enum conf_log_level)i;
 		break;
 	case SK_ACCESS_LOG:
-		bool_key(ld, k, value, &sv->access_log);
+		access_log_key(ld, k, value, sv);
+		break;
+	case SK_LOG_TARGET:
+		if ((i = choice(ld, k, value, target_words)) >= 0)
+			sv->log_target = (enum conf_log_target)i;
+		break;
+	case SK_LOG_TIMESTAMPS:
+		bool_key(ld, k, value, &sv->log_timestamps);
+		sv->log_timestamps_set = true;
+		break;
+	case SK_ALLOW_DESTINATIONS:
+		if (*value)
+			cidr_key(ld, k, value, &sv->allow_destinations);
+		break;
+	case SK_STALL_TIMEOUT:
+		duration_key(ld, k, value, true, &sv->stall_timeout_ms);
+		break;
+	case SK_RELOAD_ON_CHANGE:
+		bool_key(ld, k, value, &sv->reload_on_change);
+		break;
+	case SK_RELAY:
+		if ((i = choice(ld, k, value, relay_words)) >= 0)
+			sv->relay = (enum conf_relay)i;
 		break;
 	case SK_WORKERS: {
 		uint64_t n;
@@ -1306,6 +1365,12 @@ static void source_key(struct loader *ld, const struct key_def *k, const char *v
 		break;
 	case K_PROXY_PASSWORD:
 		string_key(ld, k, value, USER_MAX_LEN, &s->proxy_password);
+		break;
+	case K_HEALTH_CHECK:
+		duration_key(ld, k, value, true, &s->health_check_ms);
+		break;
+	case K_RESUME_HEALTHY:
+		bool_key(ld, k, value, &s->resume_when_healthy);
 		break;
 	}
 }
@@ -1569,7 +1634,8 @@ static int resolve_policy(struct loader *ld, size_t i)
 
 static int check_named_sources(struct loader *ld)
 {
-	static const unsigned proxy_only[] = {K_PROXY_SOURCE, K_PROXY_USERNAME, K_PROXY_PASSWORD};
+	static const unsigned proxy_only[] = {K_PROXY_SOURCE, K_PROXY_USERNAME, K_PROXY_PASSWORD,
+					      K_HEALTH_CHECK, K_RESUME_HEALTHY};
 	struct conf *c = ld->c;
 	char addr[64];
 
@@ -1585,7 +1651,7 @@ static int check_named_sources(struct loader *ld)
 			     s->name);
 			return -EINVAL;
 		}
-		for (size_t j = 0; j < 3 && s->kind != CONF_SOURCE_PROXY; j++) {
+		for (size_t j = 0; j < N_KEYS(proxy_only) && s->kind != CONF_SOURCE_PROXY; j++) {
 			if (has(ks, proxy_only[j])) {
 				fail(ld, ks->line[proxy_only[j]],
 				     "[source \"%s\"] %s: only applies "
@@ -1869,6 +1935,49 @@ static int resolve_server(struct loader *ld)
 	return 0;
 }
 
+/* Keys this version reads but does not act on yet say so, at start and in
+ * --check, so that nobody relies on a setting that does nothing. */
+static int warn_unimplemented(struct loader *ld)
+{
+	const struct conf_server *sv = &ld->c->server;
+	const struct {
+		unsigned id;
+		bool applies;
+		const char *what;
+	} rows[] = {
+	    {SK_LOG_TARGET, sv->log_target != CONF_LOG_TARGET_STDERR, "lines go to stderr"},
+	    {SK_LOG_TIMESTAMPS, sv->log_timestamps, "stderr lines carry no timestamps"},
+	    {SK_ACCESS_LOG, sv->access_log_file != NULL,
+	     "access lines go to the log, not to the file"},
+	    {SK_ALLOW_DESTINATIONS, true, "there is no built-in destination policy to open"},
+	    {SK_STALL_TIMEOUT, sv->stall_timeout_ms > 0, "stalled relays wait for idle_timeout"},
+	    {SK_RELOAD_ON_CHANGE, sv->reload_on_change, "reload with SIGHUP"},
+	    {SK_RELAY, sv->relay == CONF_RELAY_SPLICE, "relayed bytes are copied"},
+	};
+
+	for (size_t i = 0; i < N_KEYS(rows); i++) {
+		if (!rows[i].applies || !has(&ld->server, rows[i].id))
+			continue;
+		if (warn(ld, "%s:%u: [server] %s: not implemented in this version: %s", ld->name,
+			 ld->server.line[rows[i].id], server_keys[rows[i].id].name, rows[i].what))
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < ld->c->n_sources; i++) {
+		const struct keyset *ks = &ld->src_meta[i].ks;
+		static const unsigned ids[] = {K_HEALTH_CHECK, K_RESUME_HEALTHY};
+		for (size_t j = 0; j < N_KEYS(ids); j++) {
+			if (has(ks, ids[j]) &&
+			    warn(ld,
+				 "%s:%u: [source \"%s\"] %s: not implemented in this version: the "
+				 "upstream is not probed",
+				 ld->name, ks->line[ids[j]], ld->c->sources[i].name,
+				 source_keys[ids[j]].name))
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 static int resolve(struct loader *ld)
 {
 	int rc = check_named_sources(ld);
@@ -1879,7 +1988,38 @@ static int resolve(struct loader *ld)
 		rc = resolve_policy(ld, i);
 	if (!rc)
 		rc = resolve_server(ld);
+	if (!rc)
+		rc = warn_unimplemented(ld);
 	return rc;
+}
+
+const char *conf_key_name(const char *section, size_t i)
+{
+	const struct key_def *tab = NULL;
+	size_t n = 0;
+
+	if (!section)
+		return NULL;
+	if (!strcmp(section, "server")) {
+		tab = server_keys;
+		n = N_KEYS(server_keys);
+	} else if (!strcmp(section, "source")) {
+		tab = source_keys;
+		n = N_KEYS(source_keys);
+	} else if (!strcmp(section, "defaults")) {
+		/* [defaults] takes the policy keys of [source], in their order. */
+		for (size_t j = 0; j < N_KEYS(source_keys); j++)
+			if ((source_keys[j].flags & KEY_POLICY) && i-- == 0)
+				return source_keys[j].name;
+		return NULL;
+	} else if (!strcmp(section, "pool")) {
+		tab = pool_keys;
+		n = N_KEYS(pool_keys);
+	} else if (!strcmp(section, "user")) {
+		tab = user_keys;
+		n = N_KEYS(user_keys);
+	}
+	return i < n ? tab[i].name : NULL;
 }
 
 /* ---- entry points ---- */
@@ -1903,8 +2043,12 @@ static void set_server_defaults(struct conf_server *sv)
 	sv->log_level = CONF_LOG_INFO;
 	sv->access_log = false;
 	sv->workers = 0;
-	sv->max_connections_per_client = 1000;
+	sv->max_connections_per_client = 0;
 	sv->shutdown_timeout_ms = 30 * 1000;
+	sv->log_target = CONF_LOG_TARGET_STDERR;
+	sv->log_timestamps = true;
+	sv->stall_timeout_ms = 5 * 60 * 1000;
+	sv->relay = CONF_RELAY_COPY;
 }
 
 static int loader_init(struct loader *ld, const char *name, char *err, size_t errlen)

@@ -65,24 +65,24 @@ struct conf_threshold {
 };
 
 struct conf_suspend_rule {
-	bool enabled;		/* false: rule off (`X = off` in the source or [defaults]);
-				 * a rule nobody configures is on: immediate, 5m */
+	bool enabled; /* false: rule off (`X = off` in the source or [defaults]);
+		       * a rule nobody configures is on: immediate, 5m */
 	struct conf_threshold trigger;
-	uint64_t duration_ms;	/* > 0 whenever enabled */
+	uint64_t duration_ms; /* > 0 whenever enabled */
 };
 
 struct conf_listen {
 	struct sockaddr_storage addr;
-	char *pool;		/* `pool=NAME`, NULL = default */
-	bool source_same;	/* `source=same` */
+	char *pool;	  /* `pool=NAME`, NULL = default */
+	bool source_same; /* `source=same` */
 	unsigned line;
 };
 
 enum conf_source_kind {
-	CONF_SOURCE_DEFAULT_ROUTE,	/* no source binding: the kernel picks */
-	CONF_SOURCE_ADDRESS,		/* `address =` */
-	CONF_SOURCE_PREFIX,		/* `prefix =` */
-	CONF_SOURCE_PROXY,		/* `socks5_proxy_server =` */
+	CONF_SOURCE_DEFAULT_ROUTE, /* no source binding: the kernel picks */
+	CONF_SOURCE_ADDRESS,	   /* `address =` */
+	CONF_SOURCE_PREFIX,	   /* `prefix =` */
+	CONF_SOURCE_PROXY,	   /* `socks5_proxy_server =` */
 };
 
 enum conf_prefix_pick {
@@ -91,24 +91,26 @@ enum conf_prefix_pick {
 };
 
 struct conf_source {
-	char *name;		/* section name, or for bare sources the address as
-				 * inet_ntop writes it (`2001:db8::11`) */
-	unsigned line;		/* where it was defined */
-	bool anonymous;		/* defined by a bare address in a pool */
+	char *name;	/* section name, or for bare sources the address as
+			 * inet_ntop writes it (`2001:db8::11`) */
+	unsigned line;	/* where it was defined */
+	bool anonymous; /* defined by a bare address in a pool */
 	enum conf_source_kind kind;
-	struct sockaddr_storage addr;		/* ADDRESS: port 0 */
-	struct conf_cidr prefix;		/* PREFIX */
+	struct sockaddr_storage addr; /* ADDRESS: port 0 */
+	struct conf_cidr prefix;      /* PREFIX */
 	enum conf_prefix_pick prefix_pick;
-	struct sockaddr_storage proxy_server;	/* PROXY */
+	struct sockaddr_storage proxy_server; /* PROXY */
 	bool has_proxy_source_address;
 	struct sockaddr_storage proxy_source_address;
-	char *proxy_username;	/* NULL when unset */
+	char *proxy_username; /* NULL when unset */
 	char *proxy_password;
 	struct conf_suspend_rule unplumbed;
 	struct conf_suspend_rule proxy_unhealthy;
-	uint32_t max_connections;	/* 0 = unlimited */
-	struct conf_threshold rate;	/* count 0 = unlimited; else count >= 1, period > 0 */
+	uint32_t max_connections;   /* 0 = unlimited */
+	struct conf_threshold rate; /* count 0 = unlimited; else count >= 1, period > 0 */
 	bool resume_when_plumbed;
+	uint64_t health_check_ms; /* PROXY: probe period, 0 = off */
+	bool resume_when_healthy; /* PROXY: a passing probe ends proxy_unhealthy */
 };
 
 enum conf_strategy {
@@ -124,9 +126,9 @@ enum conf_hash_key {
 };
 
 struct conf_pool_entry {
-	size_t source;		/* index into conf->sources */
-	uint32_t weight;	/* 0 = excluded; at most 65535 */
-	uint32_t priority;	/* failover tier, lower first; default 0; at most 65535 */
+	size_t source;	   /* index into conf->sources */
+	uint32_t weight;   /* 0 = excluded; at most 65535 */
+	uint32_t priority; /* failover tier, lower first; default 0; at most 65535 */
 	unsigned line;
 };
 
@@ -141,9 +143,9 @@ struct conf_pool {
 
 struct conf_user {
 	char *name;
-	char *password_hash;	/* crypt(3) string, or NULL */
-	char *password;		/* plain password, or NULL (warned at load) */
-	char *pool;		/* NULL = listener's or default pool */
+	char *password_hash; /* crypt(3) string, or NULL */
+	char *password;	     /* plain password, or NULL (warned at load) */
+	char *pool;	     /* NULL = listener's or default pool */
 	unsigned line;
 };
 
@@ -151,35 +153,46 @@ enum conf_auth { CONF_AUTH_NONE, CONF_AUTH_PASSWORD };
 enum conf_bind_unlisted { CONF_BIND_UNLISTED_DENY, CONF_BIND_UNLISTED_ALLOW };
 enum conf_pool_exhausted { CONF_POOL_EXHAUSTED_REPLY, CONF_POOL_EXHAUSTED_REFUSE };
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
+enum conf_log_target { CONF_LOG_TARGET_STDERR, CONF_LOG_TARGET_SYSLOG, CONF_LOG_TARGET_JOURNALD };
+enum conf_relay { CONF_RELAY_COPY, CONF_RELAY_SPLICE };
 
 struct conf_server {
 	struct conf_listen *listens;
 	size_t n_listens;
 	bool admin_enabled;
 	struct sockaddr_storage admin_listen;
-	struct conf_cidr_list allow;		/* default: 127.0.0.0/8, ::1/128 */
+	struct conf_cidr_list allow; /* default: 127.0.0.0/8, ::1/128 */
 	enum conf_auth auth;
-	char *default_pool;			/* never NULL after load */
-	uint64_t handshake_timeout_ms;		/* default 10s */
-	uint64_t connect_timeout_ms;		/* default 30s */
-	uint64_t idle_timeout_ms;		/* default 10m; 0 = none */
-	uint32_t max_connections;		/* default 20000 */
-	enum conf_bind_unlisted bind_unlisted;	/* default deny */
+	char *default_pool;		       /* never NULL after load */
+	uint64_t handshake_timeout_ms;	       /* default 10s */
+	uint64_t connect_timeout_ms;	       /* default 30s */
+	uint64_t idle_timeout_ms;	       /* default 10m; 0 = none */
+	uint32_t max_connections;	       /* default 20000 */
+	enum conf_bind_unlisted bind_unlisted; /* default deny */
 	struct conf_cidr_list deny_destinations;
-	uint64_t tcp_keepalive_ms;		/* default 5m; 0 = off */
+	uint64_t tcp_keepalive_ms; /* default 5m; 0 = off */
 	enum conf_pool_exhausted on_pool_exhausted;
-	enum conf_log_level log_level;		/* default info */
-	bool access_log;
-	unsigned workers;			/* 0 = auto */
-	uint32_t max_connections_per_client;	/* default 1000; 0 = unlimited */
-	uint64_t shutdown_timeout_ms;		/* default 30s */
-	char *admin_token;			/* NULL when empty */
-	char *user;				/* NULL when empty */
+	enum conf_log_level log_level;		  /* default info */
+	enum conf_log_target log_target;	  /* default stderr */
+	bool log_timestamps;			  /* RFC 3339 times on stderr lines */
+	bool log_timestamps_set;		  /* false: not configured, on unless stderr
+						   * is the journal (JOURNAL_STREAM) */
+	bool access_log;			  /* `on` or a FILE */
+	char *access_log_file;			  /* NULL: with the log (access_log = on) */
+	unsigned workers;			  /* 0 = auto */
+	uint32_t max_connections_per_client;	  /* default 0 = unlimited */
+	struct conf_cidr_list allow_destinations; /* exceptions to the destination policy */
+	uint64_t stall_timeout_ms;		  /* default 5m; 0 = off */
+	bool reload_on_change;			  /* default no */
+	enum conf_relay relay;			  /* default copy */
+	uint64_t shutdown_timeout_ms;		  /* default 30s */
+	char *admin_token;			  /* NULL when empty */
+	char *user;				  /* NULL when empty */
 };
 
 struct conf {
-	char *path;		/* file it came from, or "<default>"; for strings the name
-				 * given to conf_load_string, "<string>" without one */
+	char *path; /* file it came from, or "<default>"; for strings the name
+		     * given to conf_load_string, "<string>" without one */
 	struct conf_server server;
 	struct conf_source *sources;
 	size_t n_sources;
@@ -187,7 +200,7 @@ struct conf {
 	size_t n_pools;
 	struct conf_user *users;
 	size_t n_users;
-	char **warnings;	/* messages worth logging at WARN after load */
+	char **warnings; /* messages worth logging at WARN after load */
 	size_t n_warnings;
 };
 
@@ -211,6 +224,11 @@ int conf_load_default(const char *env_sources, struct conf **out, char *err, siz
 
 void conf_free(struct conf *conf);
 
+/* The keys the loader accepts in a section kind: "server", "defaults",
+ * "source", "pool" or "user". @return the i-th key name (static storage),
+ * or NULL past the last one or for an unknown kind. */
+const char *conf_key_name(const char *section, size_t i);
+
 /* Print the resolved listeners, sources and pools (for `--check`). */
 void conf_dump(const struct conf *conf, FILE *out);
 
@@ -221,14 +239,15 @@ int conf_find_user(const struct conf *conf, const char *name);
 
 /* Value parsers, each strict about the whole string (surrounding blanks are
  * allowed). @return 0, or -EINVAL when the text is not of the form. */
-int conf_parse_duration(const char *text, uint64_t *ms);	/* `5m`, `90s`, `5 mins`, `0` */
-int conf_parse_threshold(const char *text, struct conf_threshold *out); /* `immediate`, `1,000/hr` */
-int conf_parse_bool(const char *text, bool *out);		/* yes/no, true/false, on/off, 1/0 */
-int conf_parse_uint(const char *text, uint64_t max, uint64_t *out);	/* allows `,` and `_` */
+int conf_parse_duration(const char *text, uint64_t *ms); /* `5m`, `90s`, `5 mins`, `0` */
+int conf_parse_threshold(const char *text,
+			 struct conf_threshold *out); /* `immediate`, `1,000/hr` */
+int conf_parse_bool(const char *text, bool *out);     /* yes/no, true/false, on/off, 1/0 */
+int conf_parse_uint(const char *text, uint64_t max, uint64_t *out); /* allows `,` and `_` */
 /* `1.2.3.4:80`, `[::1]:80`; with need_port false a bare address (port 0) too. */
 int conf_parse_addr_port(const char *text, bool need_port, struct sockaddr_storage *out);
-int conf_parse_addr(const char *text, struct sockaddr_storage *out);	/* no port */
-int conf_parse_cidr(const char *text, struct conf_cidr *out);	/* bare address = host route */
+int conf_parse_addr(const char *text, struct sockaddr_storage *out); /* no port */
+int conf_parse_cidr(const char *text, struct conf_cidr *out);	     /* bare address = host route */
 /* `,`/`;` separated, at least one item, no empty ones. On success out->items is
  * malloc'd: the caller frees it with free(). -ENOMEM is possible. */
 int conf_parse_cidr_list(const char *text, struct conf_cidr_list *out);

@@ -91,12 +91,18 @@ static void dump_source(FILE *out, const struct conf_source *s)
 		fprintf(out, " rate=%s", conf__threshold_str(&s->rate, t, sizeof(t)));
 	if (s->resume_when_plumbed)
 		fprintf(out, " resume_when_plumbed=yes");
+	if (s->health_check_ms)
+		fprintf(out, " health_check=%s",
+			conf__duration_str(s->health_check_ms, t, sizeof(t)));
+	if (s->resume_when_healthy)
+		fprintf(out, " resume_when_healthy=yes");
 	fprintf(out, "\n");
 }
 
 void conf_dump(const struct conf *conf, FILE *out)
 {
 	static const char *const levels[] = {"error", "warn", "info", "debug"};
+	static const char *const targets[] = {"stderr", "syslog", "journald"};
 	const struct conf_server *sv;
 	char a[64], d1[32], d2[32], d3[32], d4[32];
 
@@ -125,6 +131,7 @@ void conf_dump(const struct conf *conf, FILE *out)
 		fprintf(out, "admin_listen off\n");
 	dump_cidrs(out, "allow", &sv->allow);
 	dump_cidrs(out, "deny_destinations", &sv->deny_destinations);
+	dump_cidrs(out, "allow_destinations", &sv->allow_destinations);
 	fprintf(out, "auth %s\n", sv->auth == CONF_AUTH_PASSWORD ? "password" : "none");
 	fprintf(out, "timeouts handshake=%s connect=%s idle=%s shutdown=%s\n",
 		conf__duration_str(sv->handshake_timeout_ms, d1, sizeof(d1)),
@@ -139,8 +146,19 @@ void conf_dump(const struct conf *conf, FILE *out)
 		conf__duration_str(sv->tcp_keepalive_ms, d1, sizeof(d1)));
 	fprintf(out, "on_pool_exhausted %s\n",
 		sv->on_pool_exhausted == CONF_POOL_EXHAUSTED_REFUSE ? "refuse" : "reply");
-	fprintf(out, "log_level %s access_log %s\n", levels[sv->log_level & 3],
-		sv->access_log ? "on" : "off");
+	fprintf(out, "log_level %s log_target %s log_timestamps %s\n", levels[sv->log_level & 3],
+		targets[sv->log_target % 3],
+		!sv->log_timestamps_set ? "auto"
+		: sv->log_timestamps	? "on"
+					: "off");
+	fprintf(out, "access_log %s\n",
+		sv->access_log_file ? sv->access_log_file
+		: sv->access_log    ? "on"
+				    : "off");
+	fprintf(out, "stall_timeout %s relay %s reload_on_change %s\n",
+		conf__duration_str(sv->stall_timeout_ms, d1, sizeof(d1)),
+		sv->relay == CONF_RELAY_SPLICE ? "splice" : "copy",
+		sv->reload_on_change ? "yes" : "no");
 	if (sv->workers)
 		fprintf(out, "workers %u\n", sv->workers);
 	else

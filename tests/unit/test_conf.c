@@ -500,12 +500,18 @@ static const char spec_example[] =
     "max_connections = 20000\n"
     "bind_unlisted = deny             ; BIND to an unlisted address: deny | allow\n"
     "deny_destinations = 169.254.0.0/16, fe80::/10\n"
+    "allow_destinations =             ; explicit exceptions to the built-in policy\n"
+    "stall_timeout = 5m               ; unwritten data that makes no progress\n"
+    "reload_on_change = no            ; yes: reload when the config file changes\n"
     "tcp_keepalive = 5m               ; 0 = off\n"
     "on_pool_exhausted = reply        ; reply 0x01 | refuse\n"
     "log_level = info                 ; error | warn | info | debug\n"
-    "access_log = off                 ; one line per finished connection when on\n"
+    "log_target = stderr              ; stderr | syslog | journald\n"
+    "log_timestamps = on              ; RFC 3339 times on stderr lines\n"
+    "access_log = off                 ; off | on | FILE\n"
     "workers = auto                   ; event-loop threads\n"
-    "max_connections_per_client = 1000 ; per client address\n"
+    "relay = splice                   ; splice | copy\n"
+    "max_connections_per_client = 0   ; per client address; 0 = off\n"
     "shutdown_timeout = 30s           ; SIGTERM drain limit\n"
     "admin_token =                    ; bearer token for admin POSTs\n"
     "user =                           ; drop privileges to this user\n"
@@ -539,6 +545,8 @@ static const char spec_example[] =
     "socks5_proxy_password = secret\n"
     "suspend_when_proxy_unhealthy.trigger = 3/5m\n"
     "suspend_when_proxy_unhealthy.duration = 10m\n"
+    "health_check = 30s               ; connect + greeting each period\n"
+    "resume_when_healthy = no\n"
     "\n"
     "[pool \"main\"]\n"
     "strategy = round-robin\n"
@@ -586,8 +594,16 @@ static void test_load_spec_example(void **state)
 	assert_int_equal(sv->on_pool_exhausted, CONF_POOL_EXHAUSTED_REPLY);
 	assert_int_equal(sv->log_level, CONF_LOG_INFO);
 	assert_false(sv->access_log);
+	assert_null(sv->access_log_file);
+	assert_int_equal(sv->log_target, CONF_LOG_TARGET_STDERR);
+	assert_true(sv->log_timestamps);
+	assert_true(sv->log_timestamps_set);
+	assert_int_equal(sv->allow_destinations.count, 0);
+	assert_int_equal(sv->stall_timeout_ms, 300000);
+	assert_false(sv->reload_on_change);
+	assert_int_equal(sv->relay, CONF_RELAY_SPLICE);
 	assert_int_equal(sv->workers, 0);
-	assert_int_equal(sv->max_connections_per_client, 1000);
+	assert_int_equal(sv->max_connections_per_client, 0);
 	assert_int_equal(sv->shutdown_timeout_ms, 30000);
 	assert_null(sv->admin_token);
 	assert_null(sv->user);
@@ -597,7 +613,7 @@ static void test_load_spec_example(void **state)
 	assert_int_equal(s->kind, CONF_SOURCE_ADDRESS);
 	assert_false(s->anonymous);
 	assert_string_equal(addr_text(&s->addr), "192.0.2.10");
-	assert_int_equal(s->line, 29);
+	assert_int_equal(s->line, 35);
 	assert_rule(&s->unplumbed, true, 3, 60000, 300000);
 	assert_rule(&s->proxy_unhealthy, true, 0, 0, 300000);
 	assert_int_equal(s->max_connections, 500);
@@ -625,18 +641,20 @@ static void test_load_spec_example(void **state)
 	assert_string_equal(s->proxy_username, "relay");
 	assert_string_equal(s->proxy_password, "secret");
 	assert_rule(&s->proxy_unhealthy, true, 3, 300000, 600000);
+	assert_int_equal(s->health_check_ms, 30000);
+	assert_false(s->resume_when_healthy);
 
 	s = source(c, "192.0.2.99");
 	assert_true(s->anonymous);
 	assert_int_equal(s->kind, CONF_SOURCE_ADDRESS);
-	assert_int_equal(s->line, 59);
+	assert_int_equal(s->line, 67);
 
 	const struct conf_pool *p = pool(c, "main");
 	assert_int_equal(p->strategy, CONF_STRATEGY_ROUND_ROBIN);
 	assert_int_equal(p->n_entries, 4);
 	assert_string_equal(entry_name(c, p, 0), "ip-1");
 	assert_int_equal(p->entries[0].weight, 2);
-	assert_int_equal(p->entries[0].line, 57);
+	assert_int_equal(p->entries[0].line, 65);
 	assert_string_equal(entry_name(c, p, 1), "ip-2");
 	assert_int_equal(p->entries[1].weight, 1);
 	assert_string_equal(entry_name(c, p, 2), "ip-3");
@@ -652,9 +670,12 @@ static void test_load_spec_example(void **state)
 	assert_string_equal(c->users[0].password_hash, "$y$j9T$abc$def");
 	assert_null(c->users[0].password);
 	assert_string_equal(c->users[0].pool, "main");
-	/* users with auth = none are ignored: warned */
-	assert_int_equal(c->n_warnings, 1);
+	/* users with auth = none are ignored: warned; keys this version does
+	 * not act on yet say so too */
+	assert_true(c->n_warnings >= 1);
 	assert_non_null(strstr(c->warnings[0], "auth = none"));
+	for (size_t i = 1; i < c->n_warnings; i++)
+		assert_non_null(strstr(c->warnings[i], "not implemented in this version"));
 	conf_free(c);
 }
 
@@ -686,7 +707,12 @@ static void test_load_server_defaults(void **state)
 	assert_int_equal(sv->log_level, CONF_LOG_INFO);
 	assert_false(sv->access_log);
 	assert_int_equal(sv->workers, 0);
-	assert_int_equal(sv->max_connections_per_client, 1000);
+	assert_int_equal(sv->max_connections_per_client, 0);
+	assert_int_equal(sv->stall_timeout_ms, 300000);
+	assert_int_equal(sv->relay, CONF_RELAY_COPY);
+	assert_int_equal(sv->log_target, CONF_LOG_TARGET_STDERR);
+	assert_false(sv->log_timestamps_set);
+	assert_false(sv->reload_on_change);
 	assert_int_equal(sv->shutdown_timeout_ms, 30000);
 	assert_null(sv->admin_token);
 	assert_null(sv->user);
@@ -988,7 +1014,7 @@ static void test_load_server_value_errors(void **state)
 	    {"tcp_keepalive = on", "[server] tcp_keepalive: expected a duration"},
 	    {"on_pool_exhausted = wait", "expected reply | refuse, got 'wait'"},
 	    {"log_level = trace", "expected error | warn | info | debug, got 'trace'"},
-	    {"access_log = sometimes", "[server] access_log: expected yes | no"},
+	    {"access_log = two words", "[server] access_log: expected off | on | the path"},
 	    {"workers = 0", "[server] workers: expected auto or an integer from 1 to 64"},
 	    {"workers = 65", "[server] workers: expected auto or an integer from 1 to 64"},
 	    {"max_connections_per_client = -1", "[server] max_connections_per_client:"},
@@ -1779,6 +1805,80 @@ static void test_find_functions(void **state)
 	conf_free(NULL);
 }
 
+static void test_load_operation_keys(void **state)
+{
+	struct conf *c = load_ok("[server]\n"
+				 "log_target = syslog\n"
+				 "log_timestamps = off\n"
+				 "access_log = /var/log/sockpool/access.log\n"
+				 "allow_destinations = 127.0.0.1/32; 10.1.0.0/16\n"
+				 "allow_destinations = ::1\n"
+				 "stall_timeout = 0\n"
+				 "reload_on_change = yes\n"
+				 "relay = COPY\n"
+				 "[source up]\n"
+				 "socks5_proxy_server = 198.51.100.7:1080\n"
+				 "health_check = 1m\n"
+				 "resume_when_healthy = yes\n");
+	const struct conf_server *sv = &c->server;
+	(void)state;
+	assert_int_equal(sv->log_target, CONF_LOG_TARGET_SYSLOG);
+	assert_true(sv->log_timestamps_set);
+	assert_false(sv->log_timestamps);
+	assert_true(sv->access_log);
+	assert_string_equal(sv->access_log_file, "/var/log/sockpool/access.log");
+	assert_int_equal(sv->allow_destinations.count, 3);
+	assert_true(match(&sv->allow_destinations, "10.1.2.3"));
+	assert_false(match(&sv->allow_destinations, "127.0.0.2"));
+	assert_int_equal(sv->stall_timeout_ms, 0);
+	assert_true(sv->reload_on_change);
+	assert_int_equal(sv->relay, CONF_RELAY_COPY);
+	assert_int_equal(c->sources[0].health_check_ms, 60000);
+	assert_true(c->sources[0].resume_when_healthy);
+	conf_free(c);
+
+	c = load_ok("[server]\naccess_log = on\nlog_target = journald\n"
+		    "[source a]\naddress = 192.0.2.1\n");
+	assert_true(c->server.access_log);
+	assert_null(c->server.access_log_file);
+	assert_int_equal(c->server.log_target, CONF_LOG_TARGET_JOURNALD);
+	conf_free(c);
+
+	EXPECT_ERROR("[server]\nlog_target = file\n", "t.ini:2:", "log_target",
+		     "stderr | syslog | journald");
+	EXPECT_ERROR("[server]\nrelay = zerocopy\n", "t.ini:2:", "relay", "copy | splice");
+	EXPECT_ERROR("[server]\nstall_timeout = soon\n", "t.ini:2:", "stall_timeout");
+	EXPECT_ERROR("[server]\nallow_destinations = 10.0.0.0/8,,\n",
+		     "t.ini:2:", "allow_destinations");
+	EXPECT_ERROR("[server]\nreload_on_change = maybe\n", "t.ini:2:", "reload_on_change");
+	EXPECT_ERROR("[source a]\naddress = 192.0.2.1\nhealth_check = 30s\n",
+		     "t.ini:3:", "health_check", "only applies with socks5_proxy_server");
+	EXPECT_ERROR("[defaults]\nhealth_check = 30s\n", "t.ini:2:", "health_check");
+}
+
+static void test_key_names(void **state)
+{
+	bool seen_listen = false, seen_stall = false, seen_trigger = false;
+	const char *k;
+	(void)state;
+
+	for (size_t i = 0; (k = conf_key_name("server", i)); i++) {
+		seen_listen |= !strcmp(k, "listen");
+		seen_stall |= !strcmp(k, "stall_timeout");
+	}
+	assert_true(seen_listen && seen_stall);
+	for (size_t i = 0; (k = conf_key_name("defaults", i)); i++) {
+		assert_null(strstr(k, "address")); /* identity keys are not policy */
+		seen_trigger |= !strcmp(k, "suspend_when_unplumbed.trigger");
+	}
+	assert_true(seen_trigger);
+	assert_string_equal(conf_key_name("pool", 0), "strategy");
+	assert_string_equal(conf_key_name("user", 0), "password_hash");
+	assert_null(conf_key_name("user", 3));
+	assert_null(conf_key_name("nonsense", 0));
+	assert_null(conf_key_name(NULL, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1796,6 +1896,8 @@ int main(void)
 	    cmocka_unit_test(test_cidr_list_parse),
 	    cmocka_unit_test(test_cidr_list_match),
 	    cmocka_unit_test(test_load_spec_example),
+	    cmocka_unit_test(test_load_operation_keys),
+	    cmocka_unit_test(test_key_names),
 	    cmocka_unit_test(test_load_server_defaults),
 	    cmocka_unit_test(test_load_server_values),
 	    cmocka_unit_test(test_load_crlf_and_bom),
