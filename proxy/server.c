@@ -15,6 +15,7 @@
 #include "addrwatch.h"
 #include "admin.h"
 #include "egress.h"
+#include "gen.h"
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
@@ -131,31 +132,6 @@ void proxy_client_remove(struct proxy *px, const struct sockaddr *addr)
 	}
 }
 
-/* ---- pool events: the logging watcher and the expiry timer ---- */
-
-static void listeners_resume(struct proxy *px);
-
-static void on_expire_timer(uv_timer_t *t)
-{
-	struct proxy *px = container_of(t, struct proxy, expire_timer);
-
-	px->expire_at = UINT64_MAX;
-	proxy_pools_changed(px);
-}
-
-void proxy_pools_changed(struct proxy *px)
-{
-	uint64_t now = uv_now(px->loop);
-	uint64_t next = pool_expire(px->gen->pools, now);
-
-	listeners_resume(px);
-	if (next == UINT64_MAX || next >= px->expire_at)
-		return;
-	px->expire_at = next;
-	/* At least 1 ms: a due expiry must never make the timer spin. */
-	uv_timer_start(&px->expire_timer, on_expire_timer, next > now ? next - now : 1, 0);
-}
-
 /* ---- listeners ---- */
 
 static void on_connection(uv_stream_t *server, int status)
@@ -177,7 +153,7 @@ static void on_listener_closed(uv_handle_t *h)
 	l->px->n_listeners_open--;
 	l->closing = false;
 	if (l->paused)
-		listeners_resume(l->px);
+		proxy_listeners_resume(l->px);
 }
 
 static void listener_close(struct listener *l)
@@ -239,7 +215,9 @@ static int listener_bind(struct listener *l, const struct sockaddr_storage *addr
 	if (rc < 0)
 		goto fail;
 	len = sizeof l->bound;
-	uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, (int *)&len);
+	rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, (int *)&len);
+	if (rc < 0)
+		goto fail;
 	conf_addr_str((const struct sockaddr *)&l->bound, l->bound_str, sizeof l->bound_str);
 	log_info("server", "%s addr=%s pool=%s%s", reopen ? "listening again" : "listening",
 		 l->bound_str, l->pool ? l->pool : px->gen->conf->server.default_pool,
@@ -293,7 +271,7 @@ void proxy_pool_exhausted(struct proxy *px, const char *name)
 
 /* Reopen paused listeners whose pool has an eligible source again, on the
  * port they had, so clients find them where they were. */
-static void listeners_resume(struct proxy *px)
+void proxy_listeners_resume(struct proxy *px)
 {
 	for (size_t i = 0; i < px->n_listeners && !px->stopping; i++) {
 		struct listener *l = &px->listeners[i];
@@ -310,42 +288,87 @@ static void listeners_resume(struct proxy *px)
 	}
 }
 
-/* ---- prefix sources ---- */
-
 /* A prefix the host does not route locally would bind fine (FREEBIND) and
- * then fail every connection: take such a source out of rotation now. */
-static void prefixes_check(struct proxy *px)
+ * then fail every connection: such a source is taken out of rotation. The
+ * probe connects and may block for a second, so it runs in the threadpool
+ * and holds the generation whose conf it reads. */
+struct prefix_probe {
+	uv_work_t work;
+	struct proxy *px;
+	struct proxy_gen *gen;
+	size_t idx;
+	int rc;
+};
+
+static void on_prefix_probe(uv_work_t *w)
 {
-	const struct conf *conf = px->gen->conf;
+	struct prefix_probe *p = container_of(w, struct prefix_probe, work);
 
-	for (size_t i = 0; i < conf->n_sources; i++) {
-		const struct conf_source *cs = &conf->sources[i];
-		struct pool_source *src;
-		int rc;
+	p->rc = egress_probe_prefix(&p->gen->conf->sources[p->idx]);
+}
 
-		if (cs->kind != CONF_SOURCE_PREFIX)
-			continue;
-		src = egress_pool_source(px->gen, i);
-		rc = egress_probe_prefix(cs);
-		if (rc == 0) {
-			struct pool_source_info info;
-			log_info("server", "prefix source=%s is routed locally", cs->name);
-			/* Fixed since a failed check at start or an earlier reload. */
-			if (src) {
-				pool_source_get_info(src, uv_now(px->loop), &info);
-				if (info.state == POOL_STATE_SUSPENDED &&
-				    info.reason == POOL_REASON_MANUAL &&
-				    info.suspended_until_ms == UINT64_MAX)
-					pool_source_resume(src, uv_now(px->loop));
-			}
-			continue;
-		}
+static void prefix_verdict(struct proxy *px, const struct conf_source *cs,
+			   struct pool_source *src, int rc)
+{
+	uint64_t now = uv_now(px->loop);
+	struct pool_source_info info;
+
+	if (rc < 0) {
 		log_warn("server",
 			 "prefix source=%s is not routed to this host error=\"%s\"; add "
 			 "`ip route add local PREFIX dev lo` (ip -6 for IPv6) and reload",
 			 cs->name, strerror(-rc));
 		if (src)
-			pool_source_suspend(src, UINT64_MAX, uv_now(px->loop));
+			pool_source_suspend(src, UINT64_MAX, now);
+		return;
+	}
+	log_info("server", "prefix source=%s is routed locally", cs->name);
+	if (!src)
+		return;
+	/* Fixed since a failed check at start or an earlier reload. */
+	pool_source_get_info(src, now, &info);
+	if (info.state == POOL_STATE_SUSPENDED && info.reason == POOL_REASON_MANUAL &&
+	    info.suspended_until_ms == UINT64_MAX)
+		pool_source_resume(src, now);
+}
+
+static void on_prefix_probed(uv_work_t *w, int status)
+{
+	struct prefix_probe *p = container_of(w, struct prefix_probe, work);
+
+	/* A later reload probes its own generation; this answer is stale. */
+	if (status == 0 && p->gen == p->px->gen && !p->px->stopping)
+		prefix_verdict(p->px, &p->gen->conf->sources[p->idx],
+			       gen_pool_source(p->gen, p->idx), p->rc);
+	proxy_gen_unref(p->gen);
+	free(p);
+}
+
+static void prefixes_check(struct proxy *px)
+{
+	const struct conf *conf = px->gen->conf;
+
+	for (size_t i = 0; i < conf->n_sources; i++) {
+		struct prefix_probe *p;
+		int rc;
+
+		if (conf->sources[i].kind != CONF_SOURCE_PREFIX)
+			continue;
+		p = calloc(1, sizeof *p);
+		if (!p) {
+			log_error("server", "out of memory probing prefix source=%s",
+				  conf->sources[i].name);
+			continue;
+		}
+		*p = (struct prefix_probe){.px = px, .gen = px->gen, .idx = i};
+		rc = uv_queue_work(px->loop, &p->work, on_prefix_probe, on_prefix_probed);
+		if (rc < 0) {
+			log_error("server", "cannot probe prefix source=%s error=\"%s\"",
+				  conf->sources[i].name, uv_strerror(rc));
+			free(p);
+			continue;
+		}
+		px->gen->refs++;
 	}
 }
 
@@ -385,6 +408,7 @@ static void maybe_finish(struct proxy *px)
 	uv_close((uv_handle_t *)&px->sig_hup, NULL);
 	uv_close((uv_handle_t *)&px->expire_timer, NULL);
 	uv_close((uv_handle_t *)&px->shutdown_timer, NULL);
+	poolwatch_stop(px);
 }
 
 void proxy_session_gone(struct proxy *px)
@@ -415,7 +439,7 @@ static void begin_shutdown(struct proxy *px, int signum)
 	admin_stop(px->admin);
 	px->admin = NULL;
 	addrwatch_end(px);
-	uv_timer_stop(&px->expire_timer);
+	poolwatch_stop(px);
 	if (px->n_sessions > 0)
 		uv_timer_start(&px->shutdown_timer, on_shutdown_timer,
 			       px->gen->conf->server.shutdown_timeout_ms, 0);
@@ -428,8 +452,6 @@ static void on_signal(uv_signal_t *s, int signum)
 
 	begin_shutdown(px, signum);
 }
-
-static const char *reload_path;
 
 static bool addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
@@ -472,11 +494,11 @@ static void on_sighup(uv_signal_t *s, int signum)
 	int rc;
 
 	(void)signum;
-	if (!reload_path) {
+	if (!px->reload_path) {
 		log_warn("server", "SIGHUP ignored: running on the embedded default, no file to reload");
 		return;
 	}
-	rc = conf_load_file(reload_path, &conf, err, sizeof err);
+	rc = conf_load_file(px->reload_path, &conf, err, sizeof err);
 	if (rc == 0)
 		rc = proxy_gen_new(conf, px->gen, &gen, err, sizeof err);
 	if (rc < 0) {
@@ -494,12 +516,10 @@ static void on_sighup(uv_signal_t *s, int signum)
 				   "effect at the next restart");
 	proxy_gen_unref(px->gen);
 	px->gen = gen;
-	px->expire_at = UINT64_MAX;
-	uv_timer_stop(&px->expire_timer);
 	prefixes_check(px);
-	proxy_pools_changed(px);
+	poolwatch_kick(px);
 	addrwatch_ensure(px);
-	log_info("server", "reloaded path=%s sources=%zu pools=%zu", reload_path, conf->n_sources,
+	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path, conf->n_sources,
 		 conf->n_pools);
 }
 
@@ -522,43 +542,35 @@ static int drop_privileges(const char *user)
 	return 0;
 }
 
-int proxy_run(struct conf *conf, const char *conf_path)
+/* The loop and the process-wide handles. A failure here is fatal: the
+ * process exits without unwinding what was set up.
+ * @return 0 or a libuv error. */
+static int proxy_handles_init(struct proxy *px)
 {
-	struct proxy *px;
-	char err[CONF_ERR_MAX] = "";
-	int rc;
+	int rc = uv_loop_init(&px->loop_storage);
 
-	log_set_level((enum log_level)conf->server.log_level);
-	for (size_t i = 0; i < conf->n_warnings; i++)
-		log_warn("conf", "%s", conf->warnings[i]);
-	signal(SIGPIPE, SIG_IGN);
-
-	px = calloc(1, sizeof *px);
-	if (!px) {
-		conf_free(conf);
-		return 1;
-	}
-	px->loop = uv_default_loop();
-	px->started_wall_ms = (uint64_t)time(NULL) * 1000;
-	px->expire_at = UINT64_MAX;
-	rc = proxy_gen_new(conf, NULL, &px->gen, err, sizeof err);
-	if (rc < 0) {
-		log_error("main", "configuration rejected: %s", err);
-		free(px);
-		return 1;
-	}
-	reload_path = conf_path;
-
-	uv_signal_init(px->loop, &px->sig_term);
-	uv_signal_init(px->loop, &px->sig_int);
-	uv_signal_init(px->loop, &px->sig_hup);
+	if (rc < 0)
+		return rc;
+	px->loop = &px->loop_storage;
 	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px;
-	uv_signal_start(&px->sig_term, on_signal, SIGTERM);
-	uv_signal_start(&px->sig_int, on_signal, SIGINT);
-	uv_signal_start(&px->sig_hup, on_sighup, SIGHUP);
-	uv_timer_init(px->loop, &px->expire_timer);
-	uv_timer_init(px->loop, &px->shutdown_timer);
+	if ((rc = uv_timer_init(px->loop, &px->expire_timer)) < 0 ||
+	    (rc = uv_timer_init(px->loop, &px->shutdown_timer)) < 0 ||
+	    (rc = uv_signal_init(px->loop, &px->sig_term)) < 0 ||
+	    (rc = uv_signal_init(px->loop, &px->sig_int)) < 0 ||
+	    (rc = uv_signal_init(px->loop, &px->sig_hup)) < 0 ||
+	    (rc = uv_signal_start(&px->sig_term, on_signal, SIGTERM)) < 0 ||
+	    (rc = uv_signal_start(&px->sig_int, on_signal, SIGINT)) < 0 ||
+	    (rc = uv_signal_start(&px->sig_hup, on_sighup, SIGHUP)) < 0)
+		return rc;
 	uv_unref((uv_handle_t *)&px->shutdown_timer);
+	return poolwatch_start(px);
+}
+
+/* Listeners, admin, privileges: what a restart (not a reload) changes.
+ * @return 0 or a negative error, logged. */
+static int proxy_open(struct proxy *px, const struct conf *conf)
+{
+	int rc;
 
 	px->boot_admin_enabled = conf->server.admin_enabled;
 	px->boot_admin_listen = conf->server.admin_listen;
@@ -583,7 +595,50 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen, &px->admin);
 	if (rc == 0 && conf->server.user)
 		rc = drop_privileges(conf->server.user);
+	return rc;
+}
+
+static void proxy_free(struct proxy *px)
+{
+	proxy_gen_unref(px->gen);
+	for (size_t i = 0; i < px->n_listeners; i++)
+		free(px->listeners[i].pool);
+	free(px->listeners);
+	free(px->boot_user);
+	free(px->clients);
+	free(px);
+}
+
+int proxy_run(struct conf *conf, const char *conf_path)
+{
+	struct proxy *px;
+	char err[CONF_ERR_MAX] = "";
+	int rc;
+
+	log_set_level((enum log_level)conf->server.log_level);
+	for (size_t i = 0; i < conf->n_warnings; i++)
+		log_warn("conf", "%s", conf->warnings[i]);
+	signal(SIGPIPE, SIG_IGN);
+
+	px = calloc(1, sizeof *px);
+	if (!px) {
+		conf_free(conf);
+		return 1;
+	}
+	px->started_wall_ms = (uint64_t)time(NULL) * 1000;
+	px->reload_path = conf_path;
+	rc = proxy_gen_new(conf, NULL, &px->gen, err, sizeof err);
 	if (rc < 0) {
+		log_error("main", "configuration rejected: %s", err);
+		free(px);
+		return 1;
+	}
+	rc = proxy_handles_init(px);
+	if (rc < 0) {
+		log_error("main", "cannot set up the event loop error=\"%s\"", uv_strerror(rc));
+		return 1;
+	}
+	if (proxy_open(px, conf) < 0) {
 		px->exit_code = 1;
 		px->stopping = true;
 		listeners_close(px);
@@ -595,8 +650,9 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		prefixes_check(px);
 		addrwatch_ensure(px);
 		if (conf->server.workers > 1)
-			log_info("main", "workers=%u: this version serves every connection from one "
-					 "event loop",
+			log_info("main",
+				 "workers=%u: this version serves every connection from one "
+				 "event loop",
 				 conf->server.workers);
 		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu",
 			 (int)getpid(), px->n_listeners, conf->n_sources, conf->n_pools);
@@ -609,13 +665,7 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		log_error("main", "event loop still had open handles at exit");
 		rc = rc ? rc : 1;
 	}
-	proxy_gen_unref(px->gen);
-	for (size_t i = 0; i < px->n_listeners; i++)
-		free(px->listeners[i].pool);
-	free(px->listeners);
-	free(px->boot_user);
-	free(px->clients);
-	free(px);
+	proxy_free(px);
 	if (rc == 0)
 		log_info("main", "stopped");
 	return rc;
