@@ -90,8 +90,8 @@ void attempt_begin(struct session *s)
 		snprintf(port, sizeof port, "%u", s->h->req.dst.port);
 		s->state = S_RESOLVING;
 		session_timer_arm(s, conf->server.connect_timeout_ms);
-		if (uv_getaddrinfo(s->px->loop, &s->h->gai, on_resolved, s->h->req.dst.u.domain, port,
-				   &hints) < 0) {
+		if (uv_getaddrinfo(s->px->loop, &s->h->gai, on_resolved, s->h->req.dst.u.domain,
+				   port, &hints) < 0) {
 			session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL);
 			return;
 		}
@@ -148,8 +148,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		return;
 	}
 	if (status < 0) {
-		log_debug("session", "id=%llu dest=%s resolve failed: %s", (unsigned long long)s->id,
-			  s->dest_str, uv_strerror(status));
+		log_debug("session", "id=%llu dest=%s resolve failed: %s",
+			  (unsigned long long)s->id, s->dest_str, uv_strerror(status));
 		session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL);
 		session_unref(s);
 		return;
@@ -157,7 +157,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	denied = dests_add(s, res);
 	uv_freeaddrinfo(res);
 	if (s->h->n_dests == 0) {
-		session_reply(s, denied ? SOCKS5_REP_NOT_ALLOWED : SOCKS5_REP_HOST_UNREACHABLE, NULL);
+		session_reply(s, denied ? SOCKS5_REP_NOT_ALLOWED : SOCKS5_REP_HOST_UNREACHABLE,
+			      NULL);
 	} else {
 		uv_timer_stop(&s->timer);
 		s->state = S_CONNECTING;
@@ -205,8 +206,8 @@ static int pick_source(struct session *s, const struct sockaddr *dest)
 	uint64_t now = session_now(s);
 	uint8_t buf[16];
 	struct pool_request pr = {
-		.family = dest->sa_family == AF_INET ? POOL_FAMILY_V4 : POOL_FAMILY_V6,
-		.tried = &s->h->tried,
+	    .family = dest->sa_family == AF_INET ? POOL_FAMILY_V4 : POOL_FAMILY_V6,
+	    .tried = &s->h->tried,
 	};
 	struct pool_pick pick;
 
@@ -297,8 +298,8 @@ static bool source_failure(struct session *s, enum classify_blame blame, int err
 	return full;
 }
 
-static const char *const phase_names[] = {"bind", "connect", "upstream handshake",
-					  "upstream BIND", "upstream CONNECT"};
+static const char *const phase_names[] = {"bind", "connect", "upstream handshake", "upstream BIND",
+					  "upstream CONNECT"};
 
 /* The one place that acts on a failure's verdict (SPEC 4.2).
  * @return 0 to go on with attempt_next(), -1 when the request was answered. */
@@ -342,7 +343,7 @@ static int attempt_start(struct session *s, struct classify_input *fail)
 	const struct conf_server *srv = &s->gen->conf->server;
 	bool via_proxy = s->cs && s->cs->kind == CONF_SOURCE_PROXY;
 	const struct sockaddr *target =
-		via_proxy ? (const struct sockaddr *)&s->cs->proxy_server : dest;
+	    via_proxy ? (const struct sockaddr *)&s->cs->proxy_server : dest;
 	struct attempt *a = calloc(1, sizeof *a);
 	const void *key;
 	size_t keylen;
@@ -368,7 +369,8 @@ static int attempt_start(struct session *s, struct classify_input *fail)
 	if (s->src && (s->cs->kind == CONF_SOURCE_ADDRESS || s->cs->kind == CONF_SOURCE_PREFIX))
 		pool_report_success(s->src, session_now(s));
 	if ((srv->tcp_keepalive_ms &&
-	     (rc = uv_tcp_keepalive(&a->tcp, 1, (unsigned)(srv->tcp_keepalive_ms / 1000 ?: 1))) < 0) ||
+	     (rc = uv_tcp_keepalive(&a->tcp, 1, (unsigned)(srv->tcp_keepalive_ms / 1000 ?: 1))) <
+		 0) ||
 	    (rc = uv_tcp_nodelay(&a->tcp, 1)) < 0)
 		goto fail;
 	fail->phase = via_proxy ? CLASSIFY_UPSTREAM_HANDSHAKE : CLASSIFY_CONNECT;
@@ -424,7 +426,8 @@ static void attempt_give_up(struct session *s)
 		return;
 	}
 	if (!s->h->saw_candidate && s->pinned < 0 && !s->h->adhoc)
-		s->h->last_rep = SOCKS5_REP_NET_UNREACHABLE; /* no source of any destination's family */
+		s->h->last_rep =
+		    SOCKS5_REP_NET_UNREACHABLE; /* no source of any destination's family */
 	if (s->h->saw_busy && s->h->last_rep == SOCKS5_REP_GENERAL_FAILURE) {
 		/* A source at its cap is skipped quietly, but a request refused
 		 * because every source is is something the operator must see. */
@@ -503,8 +506,8 @@ static void on_upstream_done(struct upstream *u, const struct upstream_result *r
 		/* BND.ADDR: what the upstream says the destination sees. */
 		relay_start(s,
 			    socks5_addr_to_sockaddr(&res->bnd, &bnd, &blen) < 0
-				    ? NULL
-				    : (struct sockaddr *)&bnd,
+				? NULL
+				: (struct sockaddr *)&bnd,
 			    extra, extra_len);
 		return;
 	}
@@ -524,12 +527,12 @@ static void upstream_begin(struct session *s, struct attempt *a)
 	const struct conf_source *cs = s->cs;
 	struct socks5_addr dst;
 	struct upstream_params p = {
-		.username = cs->proxy_username,
-		.password = cs->proxy_password,
-		.bind_source = cs->has_proxy_source_address
-				       ? (const struct sockaddr *)&cs->proxy_source_address
-				       : NULL,
-		.dest = &dst,
+	    .username = cs->proxy_username,
+	    .password = cs->proxy_password,
+	    .bind_source = cs->has_proxy_source_address
+			       ? (const struct sockaddr *)&cs->proxy_source_address
+			       : NULL,
+	    .dest = &dst,
 	};
 	struct classify_input in = {.phase = CLASSIFY_UPSTREAM_HANDSHAKE, .err = UV_ENOMEM};
 

@@ -146,8 +146,8 @@ int egress_bind(uv_tcp_t *h, const struct conf_source *cs, const struct sockaddr
 int egress_probe_bind(const struct sockaddr *addr)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-						   : sizeof(struct sockaddr_in6);
+	socklen_t len =
+	    addr->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 	int fd, rc;
 
 	memcpy(&ss, addr, len);
@@ -169,8 +169,8 @@ int egress_probe_bind(const struct sockaddr *addr)
 int egress_probe_prefix(const struct conf_source *cs)
 {
 	struct sockaddr_storage a, b;
-	socklen_t len = cs->prefix.family == AF_INET ? sizeof(struct sockaddr_in)
-						     : sizeof(struct sockaddr_in6);
+	socklen_t len =
+	    cs->prefix.family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 	struct timeval tv = {.tv_sec = 1};
 	int lfd = -1, cfd = -1, rc = 0;
 	int level = cs->prefix.family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
@@ -189,9 +189,11 @@ int egress_probe_prefix(const struct conf_source *cs)
 	}
 	if ((rc = set_one(lfd, level, opt)) < 0 || (rc = set_one(cfd, level, opt)) < 0)
 		goto out;
-	if (setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 || bind(lfd, (struct sockaddr *)&a, len) < 0 || listen(lfd, 1) < 0 ||
+	if (setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
+	    bind(lfd, (struct sockaddr *)&a, len) < 0 || listen(lfd, 1) < 0 ||
 	    getsockname(lfd, (struct sockaddr *)&a, &len) < 0 ||
-	    bind(cfd, (struct sockaddr *)&b, len) < 0 || connect(cfd, (struct sockaddr *)&a, len) < 0)
+	    bind(cfd, (struct sockaddr *)&b, len) < 0 ||
+	    connect(cfd, (struct sockaddr *)&a, len) < 0)
 		rc = -errno;
 out:
 	if (lfd >= 0)

@@ -108,7 +108,7 @@ static int index_sources(struct gen_index *ix, const struct conf *conf)
 		for (size_t e = 0; e < conf->pools[p].n_entries; e++)
 			if (conf->pools[p].entries[e].weight > 0)
 				ix->members[ix->n_members++] =
-					(uint64_t)p << 32 | conf->pools[p].entries[e].source;
+				    (uint64_t)p << 32 | conf->pools[p].entries[e].source;
 	qsort(ix->members, ix->n_members, sizeof *ix->members, cmp_u64);
 	return 0;
 }
@@ -141,8 +141,8 @@ static int index_new(struct proxy_gen *g)
 	for (size_t i = 0; i < conf->n_sources; i++)
 		ix->by_conf[i] = pool_set_source_at(g->pools, i);
 	for (size_t u = 0; u < conf->n_users; u++)
-		ix->user_pool[u] = conf->users[u].pool ? gen_find_pool(g, conf->users[u].pool)
-						       : -ENOENT;
+		ix->user_pool[u] =
+		    conf->users[u].pool ? gen_find_pool(g, conf->users[u].pool) : -ENOENT;
 	p = gen_find_pool(g, conf->server.default_pool);
 	g->default_pool = p < 0 ? 0 : (size_t)p;
 	return 0;
@@ -164,17 +164,17 @@ static void identity_of(const struct conf_source *cs, char *buf, size_t len)
 			memcpy(&((struct sockaddr_in *)&ss)->sin_addr, cs->prefix.addr, 4);
 		else
 			memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, cs->prefix.addr, 16);
-		snprintf(buf, len, "prefix %s/%u", conf_addr_str((struct sockaddr *)&ss, a, sizeof a),
-			 cs->prefix.prefix_len);
+		snprintf(buf, len, "prefix %s/%u",
+			 conf_addr_str((struct sockaddr *)&ss, a, sizeof a), cs->prefix.prefix_len);
 		break;
 	}
 	case CONF_SOURCE_PROXY:
 		snprintf(buf, len, "socks5 %s via %s",
 			 conf_addr_str((const struct sockaddr *)&cs->proxy_server, a, sizeof a),
 			 cs->has_proxy_source_address
-				 ? conf_addr_str((const struct sockaddr *)&cs->proxy_source_address,
-						 b, sizeof b)
-				 : "-");
+			     ? conf_addr_str((const struct sockaddr *)&cs->proxy_source_address, b,
+					     sizeof b)
+			     : "-");
 		break;
 	default:
 		snprintf(buf, len, "default-route");
@@ -185,10 +185,10 @@ static void identity_of(const struct conf_source *cs, char *buf, size_t len)
 static struct pool_rule rule_of(const struct conf_suspend_rule *r)
 {
 	return (struct pool_rule){
-		.enabled = r->enabled,
-		.count = r->trigger.count,
-		.period_ms = r->trigger.period_ms,
-		.duration_ms = r->duration_ms,
+	    .enabled = r->enabled,
+	    .count = r->trigger.count,
+	    .period_ms = r->trigger.period_ms,
+	    .duration_ms = r->duration_ms,
 	};
 }
 
@@ -233,15 +233,15 @@ static void spec_source(struct gen_spec *sp, const struct conf_source *cs, size_
 {
 	identity_of(cs, sp->ids[i], sizeof sp->ids[i]);
 	sp->sources[i] = (struct pool_source_spec){
-		.name = cs->name,
-		.identity = sp->ids[i],
-		.families = families_of(cs),
-		.unplumbed = rule_of(&cs->unplumbed),
-		.proxy_unhealthy = rule_of(&cs->proxy_unhealthy),
-		.max_connections = cs->max_connections,
-		.rate_count = cs->rate.count,
-		.rate_period_ms = cs->rate.period_ms,
-		.ref = i,
+	    .name = cs->name,
+	    .identity = sp->ids[i],
+	    .families = families_of(cs),
+	    .unplumbed = rule_of(&cs->unplumbed),
+	    .proxy_unhealthy = rule_of(&cs->proxy_unhealthy),
+	    .max_connections = cs->max_connections,
+	    .rate_count = cs->rate.count,
+	    .rate_period_ms = cs->rate.period_ms,
+	    .ref = i,
 	};
 }
 
@@ -264,22 +264,22 @@ static int spec_build(struct gen_spec *sp, const struct conf *conf)
 		sp->entries[p] = es;
 		for (size_t e = 0; e < cp->n_entries; e++)
 			es[e] = (struct pool_entry_spec){
-				.source = cp->entries[e].source,
-				.weight = cp->entries[e].weight,
-				.priority = cp->entries[e].priority,
+			    .source = cp->entries[e].source,
+			    .weight = cp->entries[e].weight,
+			    .priority = cp->entries[e].priority,
 			};
 		sp->pools[p] = (struct pool_spec){
-			.name = cp->name,
-			.strategy = strategy_of(cp->strategy),
-			.entries = es,
-			.n_entries = cp->n_entries,
+		    .name = cp->name,
+		    .strategy = strategy_of(cp->strategy),
+		    .entries = es,
+		    .n_entries = cp->n_entries,
 		};
 	}
 	sp->set = (struct pool_set_spec){
-		.sources = sp->sources,
-		.n_sources = conf->n_sources,
-		.pools = sp->pools,
-		.n_pools = conf->n_pools,
+	    .sources = sp->sources,
+	    .n_sources = conf->n_sources,
+	    .pools = sp->pools,
+	    .n_pools = conf->n_pools,
 	};
 	return 0;
 }
@@ -294,8 +294,9 @@ static int users_build(struct proxy_gen *g, char *err, size_t errlen)
 	for (size_t u = 0; u < conf->n_users; u++) {
 		if (auth_store_add(g->auth, conf->users[u].name, conf->users[u].password_hash,
 				   conf->users[u].password) < 0) {
-			snprintf(err, errlen, "%s:%u: [user \"%s\"]: cannot use this password entry",
-				 conf->path, conf->users[u].line, conf->users[u].name);
+			snprintf(err, errlen,
+				 "%s:%u: [user \"%s\"]: cannot use this password entry", conf->path,
+				 conf->users[u].line, conf->users[u].name);
 			return -EINVAL;
 		}
 	}

@@ -24,7 +24,8 @@ static void on_hs_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct session *s = h->data;
 
 	(void)suggested;
-	*buf = uv_buf_init((char *)s->h->hs + s->h->hs_len, (unsigned)(sizeof s->h->hs - s->h->hs_len));
+	*buf = uv_buf_init((char *)s->h->hs + s->h->hs_len,
+			   (unsigned)(sizeof s->h->hs - s->h->hs_len));
 }
 
 static void on_hs_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -135,11 +136,11 @@ static int bind_named(struct session *s, const struct sockaddr_storage *ss)
 		return -1;
 	}
 	if (idx >= 0 && !bind_allowed(s, (size_t)idx)) {
-		log_info("session",
-			 "id=%llu client=%s user=%s BIND to a source outside the user's pool refused "
-			 "source=%s",
-			 (unsigned long long)s->id, s->peer_str, s->user_name,
-			 conf->sources[idx].name);
+		log_info(
+		    "session",
+		    "id=%llu client=%s user=%s BIND to a source outside the user's pool refused "
+		    "source=%s",
+		    (unsigned long long)s->id, s->peer_str, s->user_name, conf->sources[idx].name);
 		session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return -1;
 	}
@@ -207,7 +208,8 @@ static void handle_request(struct session *s)
 	if (!s->bound && s->l->source_same) {
 		int idx = gen_find_source(s->gen, (struct sockaddr *)&s->h->local);
 		if (idx < 0) {
-			log_warn("session", "id=%llu source=same: local address is no configured source",
+			log_warn("session",
+				 "id=%llu source=same: local address is no configured source",
 				 (unsigned long long)s->id);
 			session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 			return;
@@ -224,15 +226,11 @@ static void handle_request(struct session *s)
 void handshake_auth_unqueue(struct session *s)
 {
 	struct proxy *px = s->px;
+	struct session **to_next = s->auth_prev ? &s->auth_prev->auth_next : &px->auth_wait_head;
+	struct session **to_prev = s->auth_next ? &s->auth_next->auth_prev : &px->auth_wait_tail;
 
-	if (s->auth_prev)
-		s->auth_prev->auth_next = s->auth_next;
-	else
-		px->auth_wait_head = s->auth_next;
-	if (s->auth_next)
-		s->auth_next->auth_prev = s->auth_prev;
-	else
-		px->auth_wait_tail = s->auth_prev;
+	*to_next = s->auth_next;
+	*to_prev = s->auth_prev;
 	s->auth_prev = s->auth_next = NULL;
 	s->auth_queued = false;
 }
@@ -247,11 +245,11 @@ static void auth_submit(struct session *s)
 	struct proxy *px = s->px;
 
 	if (px->auth_running >= HANDSHAKE_AUTH_PARALLEL) {
+		struct session **link =
+		    px->auth_wait_tail ? &px->auth_wait_tail->auth_next : &px->auth_wait_head;
+
+		*link = s;
 		s->auth_prev = px->auth_wait_tail;
-		if (px->auth_wait_tail)
-			px->auth_wait_tail->auth_next = s;
-		else
-			px->auth_wait_head = s;
 		px->auth_wait_tail = s;
 		s->auth_queued = true;
 		return;
@@ -268,7 +266,8 @@ static void on_auth_work(uv_work_t *w)
 {
 	struct session *s = container_of(w, struct session_hs, auth_work)->s;
 
-	s->h->auth_ok = auth_verify_slow(s->gen->auth, s->h->user, s->h->pass, s->h->plen) == AUTH_OK;
+	s->h->auth_ok =
+	    auth_verify_slow(s->gen->auth, s->h->user, s->h->pass, s->h->plen) == AUTH_OK;
 }
 
 /* `resume`: reading was stopped for the check and starts again. */

@@ -12,30 +12,29 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: sockpool [-c FILE] [--check]\n"
-		"\n"
-		"SOCKS5 proxy that picks each connection's source IP from weighted pools.\n"
-		"\n"
-		"  -c, --config FILE  configuration file (INI); without it the embedded\n"
-		"                     default runs: 127.0.0.1:1080 and [::1]:1080, loopback\n"
-		"                     clients, the default route plus SOCKPOOL_SOURCES\n"
-		"  -t, --check        validate the configuration, print the resolved pools\n"
-		"                     and exit 0 (valid) or 1 (invalid)\n"
-		"  -V, --version      print the version and exit\n"
-		"  -h, --help         print this help and exit\n"
-		"\n"
-		"Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n");
+	fprintf(out, "usage: sockpool [-c FILE] [--check]\n"
+		     "\n"
+		     "SOCKS5 proxy that picks each connection's source IP from weighted pools.\n"
+		     "\n"
+		     "  -c, --config FILE  configuration file (INI); without it the embedded\n"
+		     "                     default runs: 127.0.0.1:1080 and [::1]:1080, loopback\n"
+		     "                     clients, the default route plus SOCKPOOL_SOURCES\n"
+		     "  -t, --check        validate the configuration, print the resolved pools\n"
+		     "                     and exit 0 (valid) or 1 (invalid)\n"
+		     "  -V, --version      print the version and exit\n"
+		     "  -h, --help         print this help and exit\n"
+		     "\n"
+		     "Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check", no_argument, NULL, 't'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL;
 	bool check = false;
@@ -81,7 +80,8 @@ int main(int argc, char **argv)
 		if (check)
 			fprintf(stderr, "sockpool: %s\n", err[0] ? err : strerror(-rc));
 		else
-			log_error("main", "configuration rejected: %s", err[0] ? err : strerror(-rc));
+			log_error("main", "configuration rejected: %s",
+				  err[0] ? err : strerror(-rc));
 		return 1;
 	}
 

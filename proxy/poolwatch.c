@@ -62,9 +62,10 @@ static void on_pool_event_log(const struct pool_event *ev, void *ctx)
 			 pool_reason_name(ev->reason), ev->resumed ? "resume" : "expiry");
 		break;
 	case POOL_EVENT_FAILURE:
-		log_debug("pool", "source failure source=%s address=%s kind=%s error=\"%s\" errors=%u",
-			  name, addr, pool_failure_name(ev->kind), ev->err ? strerror(ev->err) : "-",
-			  ev->errors);
+		log_debug("pool",
+			  "source failure source=%s address=%s kind=%s error=\"%s\" errors=%u",
+			  name, addr, pool_failure_name(ev->kind),
+			  ev->err ? strerror(ev->err) : "-", ev->errors);
 		break;
 	default:
 		break;
@@ -114,7 +115,8 @@ static void on_pools_async(uv_async_t *a)
 
 int poolwatch_start(struct proxy *px)
 {
-	unsigned log_mask = POOL_EVENT_MASK(POOL_EVENT_OFFLINE) | POOL_EVENT_MASK(POOL_EVENT_ONLINE) |
+	unsigned log_mask = POOL_EVENT_MASK(POOL_EVENT_OFFLINE) |
+			    POOL_EVENT_MASK(POOL_EVENT_ONLINE) |
 			    POOL_EVENT_MASK(POOL_EVENT_FAILURE);
 	unsigned mask = POOL_EVENT_MASK(POOL_EVENT_OFFLINE) | POOL_EVENT_MASK(POOL_EVENT_ONLINE);
 	int rc;

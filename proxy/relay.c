@@ -276,9 +276,9 @@ void relay_start(struct session *s, const struct sockaddr *bnd, const uint8_t *e
 	s->px->stats.relaying++;
 	proxy_hist_observe(&s->px->stats.connect, (double)(uv_hrtime() - s->request_ns) / 1e6);
 	s->up = (struct half){
-		.s = s, .from = (uv_stream_t *)&s->client, .to = (uv_stream_t *)&s->out->tcp};
+	    .s = s, .from = (uv_stream_t *)&s->client, .to = (uv_stream_t *)&s->out->tcp};
 	s->down = (struct half){
-		.s = s, .from = (uv_stream_t *)&s->out->tcp, .to = (uv_stream_t *)&s->client};
+	    .s = s, .from = (uv_stream_t *)&s->out->tcp, .to = (uv_stream_t *)&s->client};
 	s->last_active_ms = session_now(s);
 	relay_timer_arm(s);
 	if (extra_len) {

@@ -174,7 +174,8 @@ static int listener_bind(struct listener *l, const struct sockaddr_storage *addr
 	char err[CONF_ERR_MAX];
 	int fd = -1, rc, one = 1, qlen = 256;
 	int family = addr->ss_family;
-	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	socklen_t len =
+	    family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 
 	rc = uv_tcp_init(px->loop, &l->tcp);
 	if (rc < 0)
@@ -262,8 +263,9 @@ void proxy_pool_exhausted(struct proxy *px, const char *name)
 		struct listener *l = &px->listeners[i];
 		if (!l->open || l->source_same || strcmp(listener_pool(px, l), name) != 0)
 			continue;
-		log_warn("server", "pool %s exhausted: listener addr=%s closed until a source returns",
-			 name, l->bound_str);
+		log_warn("server",
+			 "pool %s exhausted: listener addr=%s closed until a source returns", name,
+			 l->bound_str);
 		l->paused = true;
 		listener_close(l);
 	}
@@ -307,8 +309,8 @@ static void on_prefix_probe(uv_work_t *w)
 	p->rc = egress_probe_prefix(&p->gen->conf->sources[p->idx]);
 }
 
-static void prefix_verdict(struct proxy *px, const struct conf_source *cs,
-			   struct pool_source *src, int rc)
+static void prefix_verdict(struct proxy *px, const struct conf_source *cs, struct pool_source *src,
+			   int rc)
 {
 	uint64_t now = uv_now(px->loop);
 	struct pool_source_info info;
@@ -386,8 +388,9 @@ static void addrwatch_ensure(struct proxy *px)
 		return;
 	rc = addrwatch_start(px, &px->addrwatch);
 	if (rc < 0)
-		log_warn("server", "resume_when_plumbed: cannot watch address changes error=\"%s\"; "
-				   "suspensions end at their expiry only",
+		log_warn("server",
+			 "resume_when_plumbed: cannot watch address changes error=\"%s\"; "
+			 "suspensions end at their expiry only",
 			 strerror(-rc));
 }
 
@@ -420,8 +423,7 @@ static void on_shutdown_timer(uv_timer_t *t)
 {
 	struct proxy *px = container_of(t, struct proxy, shutdown_timer);
 
-	log_warn("server", "shutdown timeout: closing live connections count=%zu",
-		 px->n_sessions);
+	log_warn("server", "shutdown timeout: closing live connections count=%zu", px->n_sessions);
 	session_close_all(px);
 }
 
@@ -495,7 +497,8 @@ static void on_sighup(uv_signal_t *s, int signum)
 
 	(void)signum;
 	if (!px->reload_path) {
-		log_warn("server", "SIGHUP ignored: running on the embedded default, no file to reload");
+		log_warn("server",
+			 "SIGHUP ignored: running on the embedded default, no file to reload");
 		return;
 	}
 	rc = conf_load_file(px->reload_path, &conf, err, sizeof err);
@@ -519,8 +522,8 @@ static void on_sighup(uv_signal_t *s, int signum)
 	prefixes_check(px);
 	poolwatch_kick(px);
 	addrwatch_ensure(px);
-	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path, conf->n_sources,
-		 conf->n_pools);
+	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path,
+		 conf->n_sources, conf->n_pools);
 }
 
 static int drop_privileges(const char *user)
@@ -585,14 +588,16 @@ static int proxy_open(struct proxy *px, const struct conf *conf)
 		rc = listener_open(px, &px->listeners[i], cl);
 		/* The embedded default also offers [::1]; a host or container
 		 * without IPv6 should still get a working proxy on 127.0.0.1. */
-		if (rc < 0 && strcmp(conf->path, "<default>") == 0 && cl->addr.ss_family == AF_INET6 &&
+		if (rc < 0 && strcmp(conf->path, "<default>") == 0 &&
+		    cl->addr.ss_family == AF_INET6 &&
 		    (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT)) {
 			log_warn("server", "no IPv6 loopback here: serving IPv4 only");
 			rc = 0;
 		}
 	}
 	if (rc == 0 && conf->server.admin_enabled)
-		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen, &px->admin);
+		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen,
+				 &px->admin);
 	if (rc == 0 && conf->server.user)
 		rc = drop_privileges(conf->server.user);
 	return rc;
@@ -654,8 +659,8 @@ int proxy_run(struct conf *conf, const char *conf_path)
 				 "workers=%u: this version serves every connection from one "
 				 "event loop",
 				 conf->server.workers);
-		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu",
-			 (int)getpid(), px->n_listeners, conf->n_sources, conf->n_pools);
+		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu", (int)getpid(),
+			 px->n_listeners, conf->n_sources, conf->n_pools);
 	}
 
 	uv_run(px->loop, UV_RUN_DEFAULT);
@@ -673,8 +678,8 @@ int proxy_run(struct conf *conf, const char *conf_path)
 
 /* ---- statistics ---- */
 
-const double proxy_hist_bounds_ms[PROXY_HIST_BUCKETS] = {1,   2.5,  5,    10,   25,    50,
-							   100, 250, 500, 1000, 2500, 10000};
+const double proxy_hist_bounds_ms[PROXY_HIST_BUCKETS] = {1,   2.5, 5,	10,   25,   50,
+							 100, 250, 500, 1000, 2500, 10000};
 
 void proxy_hist_observe(struct proxy_hist *h, double ms)
 {
@@ -690,7 +695,8 @@ void proxy_hist_observe(struct proxy_hist *h, double ms)
 const char *proxy_result_name(enum proxy_result r)
 {
 	static const char *const names[PROXY_RESULT_COUNT] = {
-		"ok", "refused", "handshake", "auth", "not_allowed", "destination", "exhausted", "error",
+	    "ok",	   "refused",	  "handshake", "auth",
+	    "not_allowed", "destination", "exhausted", "error",
 	};
 
 	return r < PROXY_RESULT_COUNT ? names[r] : "error";

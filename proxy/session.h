@@ -140,9 +140,9 @@ struct session {
 	const char *user_name; /* the authenticated user, in gen->conf */
 	int user;	       /* its conf index, -1 none */
 
-	size_t pool;		  /* conf pool index this request draws from */
-	int pinned;		  /* conf source index chosen by BIND or source=same, -1 none */
-	struct pool_source *src;  /* source of the current attempt */
+	size_t pool;		 /* conf pool index this request draws from */
+	int pinned;		 /* conf source index chosen by BIND or source=same, -1 none */
+	struct pool_source *src; /* source of the current attempt */
 	const struct conf_source *cs;
 	uint64_t started_ms;
 	uint64_t last_active_ms;

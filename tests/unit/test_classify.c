@@ -19,7 +19,10 @@ struct row {
 	uint8_t rep;
 };
 
-#define IN(ph, e, ...) {.phase = CLASSIFY_##ph, .err = (e), __VA_ARGS__}
+#define IN(ph, e, ...)                                                                             \
+	{                                                                                          \
+		.phase = CLASSIFY_##ph, .err = (e), __VA_ARGS__                                    \
+	}
 
 static void check_rows(const struct row *rows, size_t n)
 {
@@ -101,8 +104,8 @@ static void test_classify_connect_destination(void **state)
 	     SOCKS5_REP_CONN_REFUSED},
 	    {"ENETUNREACH", IN(CONNECT, UV_ENETUNREACH), CLASSIFY_BLAME_NONE, CLASSIFY_NEXT_DEST,
 	     SOCKS5_REP_NET_UNREACHABLE},
-	    {"EHOSTUNREACH", IN(CONNECT, UV_EHOSTUNREACH), CLASSIFY_BLAME_NONE,
-	     CLASSIFY_NEXT_DEST, SOCKS5_REP_HOST_UNREACHABLE},
+	    {"EHOSTUNREACH", IN(CONNECT, UV_EHOSTUNREACH), CLASSIFY_BLAME_NONE, CLASSIFY_NEXT_DEST,
+	     SOCKS5_REP_HOST_UNREACHABLE},
 	    {"ETIMEDOUT", IN(CONNECT, UV_ETIMEDOUT), CLASSIFY_BLAME_NONE, CLASSIFY_NEXT_DEST,
 	     SOCKS5_REP_TTL_EXPIRED},
 	    {"EACCES", IN(CONNECT, UV_EACCES), CLASSIFY_BLAME_NONE, CLASSIFY_NEXT_DEST,
