@@ -95,8 +95,8 @@ static void on_netlink(uv_poll_t *h, int status, int events)
 int addrwatch_start(struct proxy *px, struct addrwatch **out)
 {
 	struct sockaddr_nl sa = {
-		.nl_family = AF_NETLINK,
-		.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+	    .nl_family = AF_NETLINK,
+	    .nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
 	};
 	struct addrwatch *w = calloc(1, sizeof *w);
 	int rc;
