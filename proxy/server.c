@@ -1,4 +1,5 @@
-/* server: listeners, signals, reload, pool expiry timer, shutdown. */
+/* server: the process: listeners (and their refuse-mode pause), signals,
+ * reload, the prefix route probe, start and shutdown. */
 #include <assert.h>
 #include <errno.h>
 #include <grp.h>
@@ -19,120 +20,6 @@
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
-
-struct client_slot {
-	uint8_t addr[16];
-	uint32_t count; /* 0 = free */
-	bool tomb;	/* was used: keep probing past it */
-};
-
-/* ---- per-client counts: open addressing over the client's IP bytes ---- */
-
-static size_t slot_hash(const uint8_t key[16])
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 1099511628211ull;
-	return (size_t)h;
-}
-
-/* The client's IP as 16 bytes (IPv4 v4-mapped), and its hash. */
-static size_t client_key(const struct sockaddr *sa, uint8_t key[16])
-{
-	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		key[10] = key[11] = 0xff;
-	} else {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-	}
-	return slot_hash(key);
-}
-
-/* Rebuild the table for the live entries only: tombstones go, and the size
- * follows the clients connected now (so it shrinks again after a burst of
- * distinct addresses, e.g. IPv6 privacy addresses). */
-static int clients_rehash(struct proxy *px)
-{
-	size_t live = 0, cap = 256;
-	struct client_slot *t;
-
-	for (size_t i = 0; i < px->clients_cap; i++)
-		live += px->clients[i].count ? 1 : 0;
-	while (cap < (live + 1) * 4)
-		cap *= 2;
-	t = calloc(cap, sizeof *t);
-	if (!t)
-		return -ENOMEM;
-	for (size_t i = 0; i < px->clients_cap; i++) {
-		struct client_slot *o = &px->clients[i];
-		if (!o->count)
-			continue;
-		size_t j = slot_hash(o->addr) & (cap - 1);
-		while (t[j].count)
-			j = (j + 1) & (cap - 1);
-		t[j] = *o;
-	}
-	free(px->clients);
-	px->clients = t;
-	px->clients_cap = cap;
-	px->clients_used = live;
-	return 0;
-}
-
-int proxy_client_add(struct proxy *px, const struct sockaddr *addr)
-{
-	uint32_t limit = px->gen->conf->server.max_connections_per_client;
-	uint8_t key[16];
-	size_t h, i, free_at = SIZE_MAX;
-
-	/* clients_used counts live entries and tombstones: both lengthen probes. */
-	if ((px->clients_used + 1) * 2 > px->clients_cap && clients_rehash(px) < 0)
-		return -ENOMEM;
-	h = client_key(addr, key);
-	for (i = h & (px->clients_cap - 1);; i = (i + 1) & (px->clients_cap - 1)) {
-		struct client_slot *s = &px->clients[i];
-		if (s->count && memcmp(s->addr, key, 16) == 0) {
-			if (limit && s->count >= limit)
-				return -EBUSY;
-			s->count++;
-			return 0;
-		}
-		if (!s->count && free_at == SIZE_MAX)
-			free_at = i;
-		if (!s->count && !s->tomb)
-			break;
-	}
-	memcpy(px->clients[free_at].addr, key, 16);
-	px->clients[free_at].count = 1;
-	if (!px->clients[free_at].tomb)
-		px->clients_used++;
-	px->clients[free_at].tomb = false;
-	return 0;
-}
-
-void proxy_client_remove(struct proxy *px, const struct sockaddr *addr)
-{
-	uint8_t key[16];
-	size_t h, i;
-
-	if (!px->clients_cap)
-		return;
-	h = client_key(addr, key);
-	for (i = h & (px->clients_cap - 1);; i = (i + 1) & (px->clients_cap - 1)) {
-		struct client_slot *s = &px->clients[i];
-		if (s->count && memcmp(s->addr, key, 16) == 0) {
-			if (--s->count == 0)
-				s->tomb = true;
-			return;
-		}
-		if (!s->count && !s->tomb)
-			return;
-	}
-}
-
-/* ---- listeners ---- */
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -165,6 +52,47 @@ static void listener_close(struct listener *l)
 	uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
+static int set_int(int fd, int level, int opt, int value)
+{
+	return setsockopt(fd, level, opt, &value, sizeof value) < 0 ? -errno : 0;
+}
+
+/* A bound, non-blocking listening socket, before listen(): our own, since
+ * TCP_FASTOPEN must be set before listen() and uv_tcp_bind() + uv_listen()
+ * leave no room for it. @return the fd or -errno. */
+static int listen_socket(const struct sockaddr_storage *addr, uint64_t keepalive_ms)
+{
+	int family = addr->ss_family, rc;
+	socklen_t len =
+	    family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -errno;
+	if ((rc = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0 ||
+	    (family == AF_INET6 && (rc = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1)) < 0))
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* Exim may send its greeting as Fast Open data; a kernel without TFO
+	 * support refuses the option, and then clients just do without. */
+	if (set_int(fd, IPPROTO_TCP, TCP_FASTOPEN, 256) < 0)
+		log_debug("server", "TCP_FASTOPEN not available error=\"%s\"", strerror(errno));
+	/* Accepted sockets inherit these, which saves three system calls on
+	 * every connection. */
+	if ((rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1)) < 0 ||
+	    (keepalive_ms &&
+	     ((rc = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1)) < 0 ||
+	      (rc = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)(keepalive_ms / 1000 ?: 1))) < 0)))
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
 /* Open a listening socket on `addr`; `line` names it in errors, `reopen`
  * says it is back after on_pool_exhausted = refuse. */
 static int listener_bind(struct listener *l, const struct sockaddr_storage *addr, unsigned line,
@@ -172,52 +100,24 @@ static int listener_bind(struct listener *l, const struct sockaddr_storage *addr
 {
 	struct proxy *px = l->px;
 	char err[CONF_ERR_MAX];
-	int fd = -1, rc, one = 1, qlen = 256;
-	int family = addr->ss_family;
-	socklen_t len =
-	    family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	int fd, rc, len;
 
 	rc = uv_tcp_init(px->loop, &l->tcp);
 	if (rc < 0)
 		return rc;
 	px->n_listeners_open++;
 	l->open = true;
-	/* Our own socket: TCP_FASTOPEN must be set before listen(), and
-	 * uv_tcp_bind() + uv_listen() leave no room for it. */
-	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	/* Exim may send its greeting as Fast Open data; a kernel without TFO
-	 * support just ignores the listener setting. */
-	setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof qlen);
-	/* Accepted sockets inherit these, which saves three system calls on
-	 * every connection. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	l->keepalive_ms = px->gen->conf->server.tcp_keepalive_ms;
-	if (l->keepalive_ms) {
-		int idle = (int)(l->keepalive_ms / 1000 ?: 1);
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+	fd = rc = listen_socket(addr, l->keepalive_ms);
+	if (rc < 0)
+		goto fail;
+	if ((rc = uv_tcp_open(&l->tcp, fd)) < 0) {
+		close(fd);
+		goto fail;
 	}
-	rc = uv_tcp_open(&l->tcp, fd);
-	if (rc < 0)
-		goto fail;
-	fd = -1;
-	rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
-	if (rc < 0)
-		goto fail;
 	len = sizeof l->bound;
-	rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, (int *)&len);
-	if (rc < 0)
+	if ((rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) < 0 ||
+	    (rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, &len)) < 0)
 		goto fail;
 	conf_addr_str((const struct sockaddr *)&l->bound, l->bound_str, sizeof l->bound_str);
 	log_info("server", "%s addr=%s pool=%s%s", reopen ? "listening again" : "listening",
@@ -225,8 +125,6 @@ static int listener_bind(struct listener *l, const struct sockaddr_storage *addr
 		 l->source_same ? " source=same" : "");
 	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
 	conf_addr_str((const struct sockaddr *)addr, err, sizeof err);
 	log_error("server", "cannot listen addr=%s line=%u error=\"%s\"", err, line,
 		  uv_strerror(rc));
@@ -374,8 +272,6 @@ static void prefixes_check(struct proxy *px)
 	}
 }
 
-/* ---- address watch ---- */
-
 static void addrwatch_ensure(struct proxy *px)
 {
 	const struct conf *conf = px->gen->conf;
@@ -399,8 +295,6 @@ static void addrwatch_end(struct proxy *px)
 	addrwatch_stop(px->addrwatch);
 	px->addrwatch = NULL;
 }
-
-/* ---- lifecycle ---- */
 
 static void maybe_finish(struct proxy *px)
 {
@@ -675,8 +569,6 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		log_info("main", "stopped");
 	return rc;
 }
-
-/* ---- statistics ---- */
 
 const double proxy_hist_bounds_ms[PROXY_HIST_BUCKETS] = {1,   2.5, 5,	10,   25,   50,
 							 100, 250, 500, 1000, 2500, 10000};
