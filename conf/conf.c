@@ -1950,7 +1950,6 @@ static int warn_unimplemented(struct loader *ld)
 	    {SK_ACCESS_LOG, sv->access_log_file != NULL,
 	     "access lines go to the log, not to the file"},
 	    {SK_ALLOW_DESTINATIONS, true, "there is no built-in destination policy to open"},
-	    {SK_STALL_TIMEOUT, sv->stall_timeout_ms > 0, "stalled relays wait for idle_timeout"},
 	    {SK_RELOAD_ON_CHANGE, sv->reload_on_change, "reload with SIGHUP"},
 	    {SK_RELAY, sv->relay == CONF_RELAY_SPLICE, "relayed bytes are copied"},
 	};

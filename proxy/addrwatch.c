@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "addrwatch.h"
-#include "egress.h"
+#include "gen.h"
+#include "proxy.h"
 #include "log.h"
 #include "pool.h"
 
@@ -38,10 +39,10 @@ static void address_added(struct proxy *px, int family, const void *addr)
 		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, addr, 4);
 	else
 		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, addr, 16);
-	idx = egress_find_source(conf, (struct sockaddr *)&ss);
+	idx = gen_find_source(px->gen, (struct sockaddr *)&ss);
 	if (idx < 0 || !conf->sources[idx].resume_when_plumbed)
 		return;
-	struct pool_source *src = egress_pool_source(px->gen, (size_t)idx);
+	struct pool_source *src = gen_pool_source(px->gen, (size_t)idx);
 	if (!src)
 		return;
 	pool_source_get_info(src, now, &info);
@@ -49,7 +50,6 @@ static void address_added(struct proxy *px, int family, const void *addr)
 		return;
 	log_info("addrwatch", "address is back source=%s", conf->sources[idx].name);
 	pool_source_resume(src, now);
-	proxy_pools_changed(px);
 }
 
 static void on_netlink(uv_poll_t *h, int status, int events)
@@ -95,8 +95,8 @@ static void on_netlink(uv_poll_t *h, int status, int events)
 int addrwatch_start(struct proxy *px, struct addrwatch **out)
 {
 	struct sockaddr_nl sa = {
-		.nl_family = AF_NETLINK,
-		.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+	    .nl_family = AF_NETLINK,
+	    .nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
 	};
 	struct addrwatch *w = calloc(1, sizeof *w);
 	int rc;

@@ -629,8 +629,6 @@ static enum MHD_Result handle_source_post(struct admin *a, struct MHD_Connection
 			    NULL);
 		}
 		rc = pool_source_suspend(src, ms, now);
-		if (rc == 0)
-			proxy_pools_changed(px);
 	} else {
 		rc = pool_source_resume(src, now);
 		if (rc == -EALREADY) {

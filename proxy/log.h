@@ -16,10 +16,10 @@ bool log_enabled(enum log_level level);
 /* Format and write one line; a trailing newline is added. Lines longer than
  * 1 KiB are cut, with `...` marking the cut. */
 void log_msg(enum log_level level, const char *component, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define log_error(comp, ...) log_msg(LOG_ERROR, comp, __VA_ARGS__)
-#define log_warn(comp, ...) log_msg(LOG_WARN, comp, __VA_ARGS__)
+#define log_warn(comp, ...)  log_msg(LOG_WARN, comp, __VA_ARGS__)
 #define log_info(comp, ...)                                                                        \
 	do {                                                                                       \
 		if (log_enabled(LOG_INFO))                                                         \

@@ -12,48 +12,59 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: sockpool [-c FILE] [--check]\n"
-		"\n"
-		"SOCKS5 proxy that picks each connection's source IP from weighted pools.\n"
-		"\n"
-		"  -c, --config FILE  configuration file (INI); without it the embedded\n"
-		"                     default runs: 127.0.0.1:1080 and [::1]:1080, loopback\n"
-		"                     clients, the default route plus SOCKPOOL_SOURCES\n"
-		"  -t, --check        validate the configuration, print the resolved pools\n"
-		"                     and exit 0 (valid) or 1 (invalid)\n"
-		"  -V, --version      print the version and exit\n"
-		"  -h, --help         print this help and exit\n"
-		"\n"
-		"Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n");
+	fprintf(out, "usage: sockpool [-c FILE] [--check]\n"
+		     "\n"
+		     "SOCKS5 proxy that picks each connection's source IP from weighted pools.\n"
+		     "\n"
+		     "  -c, --config FILE  configuration file (INI); without it the embedded\n"
+		     "                     default runs: 127.0.0.1:1080 and [::1]:1080, loopback\n"
+		     "                     clients, the default route plus SOCKPOOL_SOURCES\n"
+		     "  -t, --check        validate the configuration, print the resolved pools\n"
+		     "                     and exit 0 (valid) or 1 (invalid)\n"
+		     "  -V, --version      print the version and exit\n"
+		     "  -h, --help         print this help and exit\n"
+		     "\n"
+		     "Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n");
 }
 
-int main(int argc, char **argv)
+/* --check: build the pools too, which catches what only the pool engine
+ * checks, then print the resolved configuration. */
+static int check_config(struct conf *conf)
+{
+	struct proxy_gen *gen = NULL;
+	char err[CONF_ERR_MAX];
+
+	if (proxy_gen_new(conf, NULL, &gen, err, sizeof err) < 0) {
+		fprintf(stderr, "sockpool: %s\n", err);
+		return 1; /* conf was freed with the failed generation */
+	}
+	for (size_t i = 0; i < conf->n_warnings; i++)
+		fprintf(stderr, "sockpool: warning: %s\n", conf->warnings[i]);
+	conf_dump(conf, stdout);
+	printf("configuration ok\n");
+	proxy_gen_unref(gen); /* frees conf with it */
+	return 0;
+}
+
+/* @return -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, const char **path, bool *check)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check", no_argument, NULL, 't'},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	const char *path = NULL;
-	bool check = false;
-	char err[CONF_ERR_MAX];
-	struct conf *conf = NULL;
-	int opt, rc;
-
-	/* libuv's threadpool runs DNS lookups and password checks; its default
-	 * of 4 threads lets a few slow resolvers hold up every other lookup. */
-	setenv("UV_THREADPOOL_SIZE", "16", 0);
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			path = optarg;
+			*path = optarg;
 			break;
 		case 't':
-			check = true;
+			*check = true;
 			break;
 		case 'V':
 			printf("sockpool %s\n", SOCKPOOL_VERSION);
@@ -71,8 +82,24 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
 
-	err[0] = '\0';
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool check = false;
+	char err[CONF_ERR_MAX] = "";
+	struct conf *conf = NULL;
+	int rc;
+
+	/* libuv's threadpool runs DNS lookups, password checks and prefix
+	 * probes; its default of 4 threads lets a few slow resolvers hold up
+	 * every other lookup. */
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
+	rc = parse_args(argc, argv, &path, &check);
+	if (rc >= 0)
+		return rc;
 	if (path)
 		rc = conf_load_file(path, &conf, err, sizeof err);
 	else
@@ -81,26 +108,9 @@ int main(int argc, char **argv)
 		if (check)
 			fprintf(stderr, "sockpool: %s\n", err[0] ? err : strerror(-rc));
 		else
-			log_error("main", "configuration rejected: %s", err[0] ? err : strerror(-rc));
+			log_error("main", "configuration rejected: %s",
+				  err[0] ? err : strerror(-rc));
 		return 1;
 	}
-
-	if (check) {
-		struct proxy_gen *gen = NULL;
-
-		/* Building the pools catches what only the pool engine checks. */
-		rc = proxy_gen_new(conf, NULL, &gen, err, sizeof err);
-		if (rc < 0) {
-			fprintf(stderr, "sockpool: %s\n", err);
-			return 1;
-		}
-		for (size_t i = 0; i < conf->n_warnings; i++)
-			fprintf(stderr, "sockpool: warning: %s\n", conf->warnings[i]);
-		conf_dump(conf, stdout);
-		printf("configuration ok\n");
-		proxy_gen_unref(gen); /* frees conf with it */
-		return 0;
-	}
-
-	return proxy_run(conf, path);
+	return check ? check_config(conf) : proxy_run(conf, path);
 }

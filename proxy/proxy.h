@@ -15,35 +15,27 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "gen.h"
 
-struct pool_set;
-struct auth_store;
 struct session;
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Size of the loop-wide relay read buffer. */
 #define PROXY_RELAY_BUF (256 * 1024)
-
-struct proxy_gen {
-	struct conf *conf;
-	struct pool_set *pools;
-	struct auth_store *auth;
-	unsigned refs; /* the proxy's own reference plus one per session */
-};
 
 /* Listeners keep the settings they were opened with: a reload does not
  * rebind them (pool names are looked up again in the current generation). */
 struct listener {
 	uv_tcp_t tcp;
 	struct proxy *px;
-	char *pool;		/* `pool=`, NULL = default_pool */
+	char *pool; /* `pool=`, NULL = default_pool */
 	bool source_same;
 	struct sockaddr_storage conf_addr; /* as configured (port 0 stays 0) */
-	uint64_t keepalive_ms;	/* tcp_keepalive set on the socket, inherited by accepts */
-	bool open;		/* the handle is initialised and not closing */
-	bool closing;		/* uv_close() called, callback pending */
-	bool paused;		/* closed by on_pool_exhausted = refuse */
+	uint64_t keepalive_ms; /* tcp_keepalive set on the socket, inherited by accepts */
+	bool open;	       /* the handle is initialised and not closing */
+	bool closing;	       /* uv_close() called, callback pending */
+	bool paused;	       /* closed by on_pool_exhausted = refuse */
 	struct sockaddr_storage bound;
 	char bound_str[64];
 };
@@ -54,14 +46,14 @@ struct addrwatch;
 
 /* How a session ended, for metrics (sockpool_connections_total{result}). */
 enum proxy_result {
-	PROXY_RESULT_OK,		/* relayed, then closed */
-	PROXY_RESULT_REFUSED,		/* not in allow, over a connection limit */
-	PROXY_RESULT_HANDSHAKE,		/* bad or incomplete handshake, timeout */
-	PROXY_RESULT_AUTH,		/* authentication failed */
-	PROXY_RESULT_NOT_ALLOWED,	/* deny_destinations, BIND refused */
-	PROXY_RESULT_DEST,		/* destination refused/unreachable/timeout/DNS */
-	PROXY_RESULT_EXHAUSTED,		/* no eligible source */
-	PROXY_RESULT_ERROR,		/* anything else */
+	PROXY_RESULT_OK,	  /* relayed, then closed */
+	PROXY_RESULT_REFUSED,	  /* not in allow, over a connection limit */
+	PROXY_RESULT_HANDSHAKE,	  /* bad or incomplete handshake, timeout */
+	PROXY_RESULT_AUTH,	  /* authentication failed */
+	PROXY_RESULT_NOT_ALLOWED, /* deny_destinations, BIND refused */
+	PROXY_RESULT_DEST,	  /* destination refused/unreachable/timeout/DNS */
+	PROXY_RESULT_EXHAUSTED,	  /* no eligible source */
+	PROXY_RESULT_ERROR,	  /* anything else */
 	PROXY_RESULT_COUNT
 };
 
@@ -77,21 +69,24 @@ struct proxy_hist {
 
 /* Process-wide counters, updated on the loop thread. */
 struct proxy_stats {
-	uint64_t active;			/* sessions open now */
-	uint64_t relaying;			/* sessions in the relay phase now */
+	uint64_t active;   /* sessions open now */
+	uint64_t relaying; /* sessions in the relay phase now */
 	uint64_t total[PROXY_RESULT_COUNT];
-	uint64_t bytes_up;			/* client -> destination */
-	uint64_t bytes_down;			/* destination -> client */
-	struct proxy_hist handshake;		/* accept -> request parsed */
-	struct proxy_hist connect;		/* request parsed -> success reply */
+	uint64_t bytes_up;	     /* client -> destination */
+	uint64_t bytes_down;	     /* destination -> client */
+	struct proxy_hist handshake; /* accept -> request parsed */
+	struct proxy_hist connect;   /* request parsed -> success reply */
+	uint64_t stalled;	     /* relays reset by stall_timeout */
 };
 
 void proxy_hist_observe(struct proxy_hist *h, double ms);
 const char *proxy_result_name(enum proxy_result r);
 
 struct proxy {
-	uv_loop_t *loop;
-	struct proxy_gen *gen;	/* current generation */
+	uv_loop_t *loop; /* &loop_storage: the proxy's own loop, not libuv's default */
+	uv_loop_t loop_storage;
+	const char *reload_path; /* reloaded on SIGHUP; NULL = the embedded default */
+	struct proxy_gen *gen;	 /* current generation */
 	struct listener *listeners;
 	size_t n_listeners;
 	size_t n_listeners_open;
@@ -99,12 +94,13 @@ struct proxy {
 	size_t n_sessions;
 	uint64_t next_session_id;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t expire_timer;
+	uv_timer_t expire_timer; /* the pools' earliest suspension end */
 	uv_timer_t shutdown_timer;
-	uint64_t expire_at;	/* when expire_timer fires, UINT64_MAX if idle */
+	uv_async_t pools_async; /* a pool source went ONLINE or OFFLINE (poolwatch.c) */
+	bool pools_watched;	/* pools_async is open */
 	bool stopping;
 	int exit_code;
-	unsigned auth_running;	/* password checks in the threadpool */
+	unsigned auth_running;				 /* password checks in the threadpool */
 	struct session *auth_wait_head, *auth_wait_tail; /* FIFO waiting for a slot */
 	struct proxy_stats stats;
 	/* What a reload cannot change, as the process started with it. */
@@ -112,7 +108,7 @@ struct proxy {
 	struct sockaddr_storage boot_admin_listen;
 	char *boot_user;
 	unsigned boot_workers;
-	struct admin *admin;	/* NULL when admin_listen is off */
+	struct admin *admin;	     /* NULL when admin_listen is off */
 	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */
 	uint64_t started_wall_ms;
 	struct client_slot *clients; /* open-addressing table, see server.c */
@@ -126,16 +122,21 @@ struct proxy {
  * SIGHUP. @return the process exit code. */
 int proxy_run(struct conf *conf, const char *conf_path);
 
-/* Build the pools and users of a configuration, carrying suspension state
- * over from `old` (may be NULL). @return 0 or -errno with a message in err. */
-int proxy_gen_new(struct conf *conf, const struct proxy_gen *old, struct proxy_gen **out, char *err,
-		  size_t errlen);
-void proxy_gen_unref(struct proxy_gen *gen);
+/* poolwatch.c: the pools' watchers. A source going ONLINE or OFFLINE
+ * (expiry, a failure, the admin's suspend or resume, the address watch)
+ * schedules, on the loop and outside the pool call, a re-arm of the expiry
+ * timer and a reopen of `refuse`-mode listeners whose pool has an eligible
+ * source again. Nobody calls a "pools changed" function by hand.
+ * @return 0 or a libuv error. */
+int poolwatch_start(struct proxy *px);
+/* The current generation was swapped (reload): look at its pools now. */
+void poolwatch_kick(struct proxy *px);
+/* Close the watcher's handles (shutdown). */
+void poolwatch_stop(struct proxy *px);
 
-/* Called after pool state changed (a failure was reported): re-arm the
- * expiry timer if the pools now have an earlier expiry, and reopen the
- * listeners of pools that have an eligible source again. */
-void proxy_pools_changed(struct proxy *px);
+/* server.c: reopen listeners closed by `refuse` whose pool has an eligible
+ * source again, on the port they had. */
+void proxy_listeners_resume(struct proxy *px);
 
 /* on_pool_exhausted = refuse: close the listeners that serve pool `name`
  * until one of its sources is eligible again. */

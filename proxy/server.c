@@ -1,4 +1,5 @@
-/* server: listeners, signals, reload, pool expiry timer, shutdown. */
+/* server: the process: listeners (and their refuse-mode pause), signals,
+ * reload, the prefix route probe, start and shutdown. */
 #include <assert.h>
 #include <errno.h>
 #include <grp.h>
@@ -15,148 +16,10 @@
 #include "addrwatch.h"
 #include "admin.h"
 #include "egress.h"
+#include "gen.h"
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
-
-struct client_slot {
-	uint8_t addr[16];
-	uint32_t count; /* 0 = free */
-	bool tomb;	/* was used: keep probing past it */
-};
-
-/* ---- per-client counts: open addressing over the client's IP bytes ---- */
-
-static size_t slot_hash(const uint8_t key[16])
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 1099511628211ull;
-	return (size_t)h;
-}
-
-/* The client's IP as 16 bytes (IPv4 v4-mapped), and its hash. */
-static size_t client_key(const struct sockaddr *sa, uint8_t key[16])
-{
-	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		key[10] = key[11] = 0xff;
-	} else {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-	}
-	return slot_hash(key);
-}
-
-/* Rebuild the table for the live entries only: tombstones go, and the size
- * follows the clients connected now (so it shrinks again after a burst of
- * distinct addresses, e.g. IPv6 privacy addresses). */
-static int clients_rehash(struct proxy *px)
-{
-	size_t live = 0, cap = 256;
-	struct client_slot *t;
-
-	for (size_t i = 0; i < px->clients_cap; i++)
-		live += px->clients[i].count ? 1 : 0;
-	while (cap < (live + 1) * 4)
-		cap *= 2;
-	t = calloc(cap, sizeof *t);
-	if (!t)
-		return -ENOMEM;
-	for (size_t i = 0; i < px->clients_cap; i++) {
-		struct client_slot *o = &px->clients[i];
-		if (!o->count)
-			continue;
-		size_t j = slot_hash(o->addr) & (cap - 1);
-		while (t[j].count)
-			j = (j + 1) & (cap - 1);
-		t[j] = *o;
-	}
-	free(px->clients);
-	px->clients = t;
-	px->clients_cap = cap;
-	px->clients_used = live;
-	return 0;
-}
-
-int proxy_client_add(struct proxy *px, const struct sockaddr *addr)
-{
-	uint32_t limit = px->gen->conf->server.max_connections_per_client;
-	uint8_t key[16];
-	size_t h, i, free_at = SIZE_MAX;
-
-	/* clients_used counts live entries and tombstones: both lengthen probes. */
-	if ((px->clients_used + 1) * 2 > px->clients_cap && clients_rehash(px) < 0)
-		return -ENOMEM;
-	h = client_key(addr, key);
-	for (i = h & (px->clients_cap - 1);; i = (i + 1) & (px->clients_cap - 1)) {
-		struct client_slot *s = &px->clients[i];
-		if (s->count && memcmp(s->addr, key, 16) == 0) {
-			if (limit && s->count >= limit)
-				return -EBUSY;
-			s->count++;
-			return 0;
-		}
-		if (!s->count && free_at == SIZE_MAX)
-			free_at = i;
-		if (!s->count && !s->tomb)
-			break;
-	}
-	memcpy(px->clients[free_at].addr, key, 16);
-	px->clients[free_at].count = 1;
-	if (!px->clients[free_at].tomb)
-		px->clients_used++;
-	px->clients[free_at].tomb = false;
-	return 0;
-}
-
-void proxy_client_remove(struct proxy *px, const struct sockaddr *addr)
-{
-	uint8_t key[16];
-	size_t h, i;
-
-	if (!px->clients_cap)
-		return;
-	h = client_key(addr, key);
-	for (i = h & (px->clients_cap - 1);; i = (i + 1) & (px->clients_cap - 1)) {
-		struct client_slot *s = &px->clients[i];
-		if (s->count && memcmp(s->addr, key, 16) == 0) {
-			if (--s->count == 0)
-				s->tomb = true;
-			return;
-		}
-		if (!s->count && !s->tomb)
-			return;
-	}
-}
-
-/* ---- pool events: the logging watcher and the expiry timer ---- */
-
-static void listeners_resume(struct proxy *px);
-
-static void on_expire_timer(uv_timer_t *t)
-{
-	struct proxy *px = container_of(t, struct proxy, expire_timer);
-
-	px->expire_at = UINT64_MAX;
-	proxy_pools_changed(px);
-}
-
-void proxy_pools_changed(struct proxy *px)
-{
-	uint64_t now = uv_now(px->loop);
-	uint64_t next = pool_expire(px->gen->pools, now);
-
-	listeners_resume(px);
-	if (next == UINT64_MAX || next >= px->expire_at)
-		return;
-	px->expire_at = next;
-	/* At least 1 ms: a due expiry must never make the timer spin. */
-	uv_timer_start(&px->expire_timer, on_expire_timer, next > now ? next - now : 1, 0);
-}
-
-/* ---- listeners ---- */
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -177,7 +40,7 @@ static void on_listener_closed(uv_handle_t *h)
 	l->px->n_listeners_open--;
 	l->closing = false;
 	if (l->paused)
-		listeners_resume(l->px);
+		proxy_listeners_resume(l->px);
 }
 
 static void listener_close(struct listener *l)
@@ -189,6 +52,47 @@ static void listener_close(struct listener *l)
 	uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
+static int set_int(int fd, int level, int opt, int value)
+{
+	return setsockopt(fd, level, opt, &value, sizeof value) < 0 ? -errno : 0;
+}
+
+/* A bound, non-blocking listening socket, before listen(): our own, since
+ * TCP_FASTOPEN must be set before listen() and uv_tcp_bind() + uv_listen()
+ * leave no room for it. @return the fd or -errno. */
+static int listen_socket(const struct sockaddr_storage *addr, uint64_t keepalive_ms)
+{
+	int family = addr->ss_family, rc;
+	socklen_t len =
+	    family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -errno;
+	if ((rc = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0 ||
+	    (family == AF_INET6 && (rc = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1)) < 0))
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* Exim may send its greeting as Fast Open data; a kernel without TFO
+	 * support refuses the option, and then clients just do without. */
+	if (set_int(fd, IPPROTO_TCP, TCP_FASTOPEN, 256) < 0)
+		log_debug("server", "TCP_FASTOPEN not available error=\"%s\"", strerror(errno));
+	/* Accepted sockets inherit these, which saves three system calls on
+	 * every connection. */
+	if ((rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1)) < 0 ||
+	    (keepalive_ms &&
+	     ((rc = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1)) < 0 ||
+	      (rc = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)(keepalive_ms / 1000 ?: 1))) < 0)))
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
 /* Open a listening socket on `addr`; `line` names it in errors, `reopen`
  * says it is back after on_pool_exhausted = refuse. */
 static int listener_bind(struct listener *l, const struct sockaddr_storage *addr, unsigned line,
@@ -196,58 +100,31 @@ static int listener_bind(struct listener *l, const struct sockaddr_storage *addr
 {
 	struct proxy *px = l->px;
 	char err[CONF_ERR_MAX];
-	int fd = -1, rc, one = 1, qlen = 256;
-	int family = addr->ss_family;
-	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	int fd, rc, len;
 
 	rc = uv_tcp_init(px->loop, &l->tcp);
 	if (rc < 0)
 		return rc;
 	px->n_listeners_open++;
 	l->open = true;
-	/* Our own socket: TCP_FASTOPEN must be set before listen(), and
-	 * uv_tcp_bind() + uv_listen() leave no room for it. */
-	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	/* Exim may send its greeting as Fast Open data; a kernel without TFO
-	 * support just ignores the listener setting. */
-	setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof qlen);
-	/* Accepted sockets inherit these, which saves three system calls on
-	 * every connection. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	l->keepalive_ms = px->gen->conf->server.tcp_keepalive_ms;
-	if (l->keepalive_ms) {
-		int idle = (int)(l->keepalive_ms / 1000 ?: 1);
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+	fd = rc = listen_socket(addr, l->keepalive_ms);
+	if (rc < 0)
+		goto fail;
+	if ((rc = uv_tcp_open(&l->tcp, fd)) < 0) {
+		close(fd);
+		goto fail;
 	}
-	rc = uv_tcp_open(&l->tcp, fd);
-	if (rc < 0)
-		goto fail;
-	fd = -1;
-	rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
-	if (rc < 0)
-		goto fail;
 	len = sizeof l->bound;
-	uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, (int *)&len);
+	if ((rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) < 0 ||
+	    (rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, &len)) < 0)
+		goto fail;
 	conf_addr_str((const struct sockaddr *)&l->bound, l->bound_str, sizeof l->bound_str);
 	log_info("server", "%s addr=%s pool=%s%s", reopen ? "listening again" : "listening",
 		 l->bound_str, l->pool ? l->pool : px->gen->conf->server.default_pool,
 		 l->source_same ? " source=same" : "");
 	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
 	conf_addr_str((const struct sockaddr *)addr, err, sizeof err);
 	log_error("server", "cannot listen addr=%s line=%u error=\"%s\"", err, line,
 		  uv_strerror(rc));
@@ -284,8 +161,9 @@ void proxy_pool_exhausted(struct proxy *px, const char *name)
 		struct listener *l = &px->listeners[i];
 		if (!l->open || l->source_same || strcmp(listener_pool(px, l), name) != 0)
 			continue;
-		log_warn("server", "pool %s exhausted: listener addr=%s closed until a source returns",
-			 name, l->bound_str);
+		log_warn("server",
+			 "pool %s exhausted: listener addr=%s closed until a source returns", name,
+			 l->bound_str);
 		l->paused = true;
 		listener_close(l);
 	}
@@ -293,7 +171,7 @@ void proxy_pool_exhausted(struct proxy *px, const char *name)
 
 /* Reopen paused listeners whose pool has an eligible source again, on the
  * port they had, so clients find them where they were. */
-static void listeners_resume(struct proxy *px)
+void proxy_listeners_resume(struct proxy *px)
 {
 	for (size_t i = 0; i < px->n_listeners && !px->stopping; i++) {
 		struct listener *l = &px->listeners[i];
@@ -310,46 +188,89 @@ static void listeners_resume(struct proxy *px)
 	}
 }
 
-/* ---- prefix sources ---- */
-
 /* A prefix the host does not route locally would bind fine (FREEBIND) and
- * then fail every connection: take such a source out of rotation now. */
-static void prefixes_check(struct proxy *px)
+ * then fail every connection: such a source is taken out of rotation. The
+ * probe connects and may block for a second, so it runs in the threadpool
+ * and holds the generation whose conf it reads. */
+struct prefix_probe {
+	uv_work_t work;
+	struct proxy *px;
+	struct proxy_gen *gen;
+	size_t idx;
+	int rc;
+};
+
+static void on_prefix_probe(uv_work_t *w)
 {
-	const struct conf *conf = px->gen->conf;
+	struct prefix_probe *p = container_of(w, struct prefix_probe, work);
 
-	for (size_t i = 0; i < conf->n_sources; i++) {
-		const struct conf_source *cs = &conf->sources[i];
-		struct pool_source *src;
-		int rc;
+	p->rc = egress_probe_prefix(&p->gen->conf->sources[p->idx]);
+}
 
-		if (cs->kind != CONF_SOURCE_PREFIX)
-			continue;
-		src = egress_pool_source(px->gen, i);
-		rc = egress_probe_prefix(cs);
-		if (rc == 0) {
-			struct pool_source_info info;
-			log_info("server", "prefix source=%s is routed locally", cs->name);
-			/* Fixed since a failed check at start or an earlier reload. */
-			if (src) {
-				pool_source_get_info(src, uv_now(px->loop), &info);
-				if (info.state == POOL_STATE_SUSPENDED &&
-				    info.reason == POOL_REASON_MANUAL &&
-				    info.suspended_until_ms == UINT64_MAX)
-					pool_source_resume(src, uv_now(px->loop));
-			}
-			continue;
-		}
+static void prefix_verdict(struct proxy *px, const struct conf_source *cs, struct pool_source *src,
+			   int rc)
+{
+	uint64_t now = uv_now(px->loop);
+	struct pool_source_info info;
+
+	if (rc < 0) {
 		log_warn("server",
 			 "prefix source=%s is not routed to this host error=\"%s\"; add "
 			 "`ip route add local PREFIX dev lo` (ip -6 for IPv6) and reload",
 			 cs->name, strerror(-rc));
 		if (src)
-			pool_source_suspend(src, UINT64_MAX, uv_now(px->loop));
+			pool_source_suspend(src, UINT64_MAX, now);
+		return;
 	}
+	log_info("server", "prefix source=%s is routed locally", cs->name);
+	if (!src)
+		return;
+	/* Fixed since a failed check at start or an earlier reload. */
+	pool_source_get_info(src, now, &info);
+	if (info.state == POOL_STATE_SUSPENDED && info.reason == POOL_REASON_MANUAL &&
+	    info.suspended_until_ms == UINT64_MAX)
+		pool_source_resume(src, now);
 }
 
-/* ---- address watch ---- */
+static void on_prefix_probed(uv_work_t *w, int status)
+{
+	struct prefix_probe *p = container_of(w, struct prefix_probe, work);
+
+	/* A later reload probes its own generation; this answer is stale. */
+	if (status == 0 && p->gen == p->px->gen && !p->px->stopping)
+		prefix_verdict(p->px, &p->gen->conf->sources[p->idx],
+			       gen_pool_source(p->gen, p->idx), p->rc);
+	proxy_gen_unref(p->gen);
+	free(p);
+}
+
+static void prefixes_check(struct proxy *px)
+{
+	const struct conf *conf = px->gen->conf;
+
+	for (size_t i = 0; i < conf->n_sources; i++) {
+		struct prefix_probe *p;
+		int rc;
+
+		if (conf->sources[i].kind != CONF_SOURCE_PREFIX)
+			continue;
+		p = calloc(1, sizeof *p);
+		if (!p) {
+			log_error("server", "out of memory probing prefix source=%s",
+				  conf->sources[i].name);
+			continue;
+		}
+		*p = (struct prefix_probe){.px = px, .gen = px->gen, .idx = i};
+		rc = uv_queue_work(px->loop, &p->work, on_prefix_probe, on_prefix_probed);
+		if (rc < 0) {
+			log_error("server", "cannot probe prefix source=%s error=\"%s\"",
+				  conf->sources[i].name, uv_strerror(rc));
+			free(p);
+			continue;
+		}
+		px->gen->refs++;
+	}
+}
 
 static void addrwatch_ensure(struct proxy *px)
 {
@@ -363,8 +284,9 @@ static void addrwatch_ensure(struct proxy *px)
 		return;
 	rc = addrwatch_start(px, &px->addrwatch);
 	if (rc < 0)
-		log_warn("server", "resume_when_plumbed: cannot watch address changes error=\"%s\"; "
-				   "suspensions end at their expiry only",
+		log_warn("server",
+			 "resume_when_plumbed: cannot watch address changes error=\"%s\"; "
+			 "suspensions end at their expiry only",
 			 strerror(-rc));
 }
 
@@ -373,8 +295,6 @@ static void addrwatch_end(struct proxy *px)
 	addrwatch_stop(px->addrwatch);
 	px->addrwatch = NULL;
 }
-
-/* ---- lifecycle ---- */
 
 static void maybe_finish(struct proxy *px)
 {
@@ -385,6 +305,7 @@ static void maybe_finish(struct proxy *px)
 	uv_close((uv_handle_t *)&px->sig_hup, NULL);
 	uv_close((uv_handle_t *)&px->expire_timer, NULL);
 	uv_close((uv_handle_t *)&px->shutdown_timer, NULL);
+	poolwatch_stop(px);
 }
 
 void proxy_session_gone(struct proxy *px)
@@ -396,8 +317,7 @@ static void on_shutdown_timer(uv_timer_t *t)
 {
 	struct proxy *px = container_of(t, struct proxy, shutdown_timer);
 
-	log_warn("server", "shutdown timeout: closing live connections count=%zu",
-		 px->n_sessions);
+	log_warn("server", "shutdown timeout: closing live connections count=%zu", px->n_sessions);
 	session_close_all(px);
 }
 
@@ -415,7 +335,7 @@ static void begin_shutdown(struct proxy *px, int signum)
 	admin_stop(px->admin);
 	px->admin = NULL;
 	addrwatch_end(px);
-	uv_timer_stop(&px->expire_timer);
+	poolwatch_stop(px);
 	if (px->n_sessions > 0)
 		uv_timer_start(&px->shutdown_timer, on_shutdown_timer,
 			       px->gen->conf->server.shutdown_timeout_ms, 0);
@@ -428,8 +348,6 @@ static void on_signal(uv_signal_t *s, int signum)
 
 	begin_shutdown(px, signum);
 }
-
-static const char *reload_path;
 
 static bool addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
@@ -472,11 +390,12 @@ static void on_sighup(uv_signal_t *s, int signum)
 	int rc;
 
 	(void)signum;
-	if (!reload_path) {
-		log_warn("server", "SIGHUP ignored: running on the embedded default, no file to reload");
+	if (!px->reload_path) {
+		log_warn("server",
+			 "SIGHUP ignored: running on the embedded default, no file to reload");
 		return;
 	}
-	rc = conf_load_file(reload_path, &conf, err, sizeof err);
+	rc = conf_load_file(px->reload_path, &conf, err, sizeof err);
 	if (rc == 0)
 		rc = proxy_gen_new(conf, px->gen, &gen, err, sizeof err);
 	if (rc < 0) {
@@ -494,13 +413,11 @@ static void on_sighup(uv_signal_t *s, int signum)
 				   "effect at the next restart");
 	proxy_gen_unref(px->gen);
 	px->gen = gen;
-	px->expire_at = UINT64_MAX;
-	uv_timer_stop(&px->expire_timer);
 	prefixes_check(px);
-	proxy_pools_changed(px);
+	poolwatch_kick(px);
 	addrwatch_ensure(px);
-	log_info("server", "reloaded path=%s sources=%zu pools=%zu", reload_path, conf->n_sources,
-		 conf->n_pools);
+	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path,
+		 conf->n_sources, conf->n_pools);
 }
 
 static int drop_privileges(const char *user)
@@ -522,6 +439,75 @@ static int drop_privileges(const char *user)
 	return 0;
 }
 
+/* The loop and the process-wide handles. A failure here is fatal: the
+ * process exits without unwinding what was set up.
+ * @return 0 or a libuv error. */
+static int proxy_handles_init(struct proxy *px)
+{
+	int rc = uv_loop_init(&px->loop_storage);
+
+	if (rc < 0)
+		return rc;
+	px->loop = &px->loop_storage;
+	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px;
+	if ((rc = uv_timer_init(px->loop, &px->expire_timer)) < 0 ||
+	    (rc = uv_timer_init(px->loop, &px->shutdown_timer)) < 0 ||
+	    (rc = uv_signal_init(px->loop, &px->sig_term)) < 0 ||
+	    (rc = uv_signal_init(px->loop, &px->sig_int)) < 0 ||
+	    (rc = uv_signal_init(px->loop, &px->sig_hup)) < 0 ||
+	    (rc = uv_signal_start(&px->sig_term, on_signal, SIGTERM)) < 0 ||
+	    (rc = uv_signal_start(&px->sig_int, on_signal, SIGINT)) < 0 ||
+	    (rc = uv_signal_start(&px->sig_hup, on_sighup, SIGHUP)) < 0)
+		return rc;
+	uv_unref((uv_handle_t *)&px->shutdown_timer);
+	return poolwatch_start(px);
+}
+
+/* Listeners, admin, privileges: what a restart (not a reload) changes.
+ * @return 0 or a negative error, logged. */
+static int proxy_open(struct proxy *px, const struct conf *conf)
+{
+	int rc;
+
+	px->boot_admin_enabled = conf->server.admin_enabled;
+	px->boot_admin_listen = conf->server.admin_listen;
+	px->boot_workers = conf->server.workers;
+	if (conf->server.user && !(px->boot_user = strdup(conf->server.user)))
+		log_error("main", "out of memory");
+	px->n_listeners = conf->server.n_listens;
+	px->listeners = calloc(px->n_listeners, sizeof *px->listeners);
+	rc = px->listeners ? 0 : -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < px->n_listeners; i++) {
+		const struct conf_listen *cl = &conf->server.listens[i];
+		rc = listener_open(px, &px->listeners[i], cl);
+		/* The embedded default also offers [::1]; a host or container
+		 * without IPv6 should still get a working proxy on 127.0.0.1. */
+		if (rc < 0 && strcmp(conf->path, "<default>") == 0 &&
+		    cl->addr.ss_family == AF_INET6 &&
+		    (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT)) {
+			log_warn("server", "no IPv6 loopback here: serving IPv4 only");
+			rc = 0;
+		}
+	}
+	if (rc == 0 && conf->server.admin_enabled)
+		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen,
+				 &px->admin);
+	if (rc == 0 && conf->server.user)
+		rc = drop_privileges(conf->server.user);
+	return rc;
+}
+
+static void proxy_free(struct proxy *px)
+{
+	proxy_gen_unref(px->gen);
+	for (size_t i = 0; i < px->n_listeners; i++)
+		free(px->listeners[i].pool);
+	free(px->listeners);
+	free(px->boot_user);
+	free(px->clients);
+	free(px);
+}
+
 int proxy_run(struct conf *conf, const char *conf_path)
 {
 	struct proxy *px;
@@ -538,52 +524,20 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		conf_free(conf);
 		return 1;
 	}
-	px->loop = uv_default_loop();
 	px->started_wall_ms = (uint64_t)time(NULL) * 1000;
-	px->expire_at = UINT64_MAX;
+	px->reload_path = conf_path;
 	rc = proxy_gen_new(conf, NULL, &px->gen, err, sizeof err);
 	if (rc < 0) {
 		log_error("main", "configuration rejected: %s", err);
 		free(px);
 		return 1;
 	}
-	reload_path = conf_path;
-
-	uv_signal_init(px->loop, &px->sig_term);
-	uv_signal_init(px->loop, &px->sig_int);
-	uv_signal_init(px->loop, &px->sig_hup);
-	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px;
-	uv_signal_start(&px->sig_term, on_signal, SIGTERM);
-	uv_signal_start(&px->sig_int, on_signal, SIGINT);
-	uv_signal_start(&px->sig_hup, on_sighup, SIGHUP);
-	uv_timer_init(px->loop, &px->expire_timer);
-	uv_timer_init(px->loop, &px->shutdown_timer);
-	uv_unref((uv_handle_t *)&px->shutdown_timer);
-
-	px->boot_admin_enabled = conf->server.admin_enabled;
-	px->boot_admin_listen = conf->server.admin_listen;
-	px->boot_workers = conf->server.workers;
-	if (conf->server.user && !(px->boot_user = strdup(conf->server.user)))
-		log_error("main", "out of memory");
-	px->n_listeners = conf->server.n_listens;
-	px->listeners = calloc(px->n_listeners, sizeof *px->listeners);
-	rc = px->listeners ? 0 : -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < px->n_listeners; i++) {
-		const struct conf_listen *cl = &conf->server.listens[i];
-		rc = listener_open(px, &px->listeners[i], cl);
-		/* The embedded default also offers [::1]; a host or container
-		 * without IPv6 should still get a working proxy on 127.0.0.1. */
-		if (rc < 0 && strcmp(conf->path, "<default>") == 0 && cl->addr.ss_family == AF_INET6 &&
-		    (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT)) {
-			log_warn("server", "no IPv6 loopback here: serving IPv4 only");
-			rc = 0;
-		}
-	}
-	if (rc == 0 && conf->server.admin_enabled)
-		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen, &px->admin);
-	if (rc == 0 && conf->server.user)
-		rc = drop_privileges(conf->server.user);
+	rc = proxy_handles_init(px);
 	if (rc < 0) {
+		log_error("main", "cannot set up the event loop error=\"%s\"", uv_strerror(rc));
+		return 1;
+	}
+	if (proxy_open(px, conf) < 0) {
 		px->exit_code = 1;
 		px->stopping = true;
 		listeners_close(px);
@@ -595,11 +549,12 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		prefixes_check(px);
 		addrwatch_ensure(px);
 		if (conf->server.workers > 1)
-			log_info("main", "workers=%u: this version serves every connection from one "
-					 "event loop",
+			log_info("main",
+				 "workers=%u: this version serves every connection from one "
+				 "event loop",
 				 conf->server.workers);
-		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu",
-			 (int)getpid(), px->n_listeners, conf->n_sources, conf->n_pools);
+		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu", (int)getpid(),
+			 px->n_listeners, conf->n_sources, conf->n_pools);
 	}
 
 	uv_run(px->loop, UV_RUN_DEFAULT);
@@ -609,22 +564,14 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		log_error("main", "event loop still had open handles at exit");
 		rc = rc ? rc : 1;
 	}
-	proxy_gen_unref(px->gen);
-	for (size_t i = 0; i < px->n_listeners; i++)
-		free(px->listeners[i].pool);
-	free(px->listeners);
-	free(px->boot_user);
-	free(px->clients);
-	free(px);
+	proxy_free(px);
 	if (rc == 0)
 		log_info("main", "stopped");
 	return rc;
 }
 
-/* ---- statistics ---- */
-
-const double proxy_hist_bounds_ms[PROXY_HIST_BUCKETS] = {1,   2.5,  5,    10,   25,    50,
-							   100, 250, 500, 1000, 2500, 10000};
+const double proxy_hist_bounds_ms[PROXY_HIST_BUCKETS] = {1,   2.5, 5,	10,   25,   50,
+							 100, 250, 500, 1000, 2500, 10000};
 
 void proxy_hist_observe(struct proxy_hist *h, double ms)
 {
@@ -640,7 +587,8 @@ void proxy_hist_observe(struct proxy_hist *h, double ms)
 const char *proxy_result_name(enum proxy_result r)
 {
 	static const char *const names[PROXY_RESULT_COUNT] = {
-		"ok", "refused", "handshake", "auth", "not_allowed", "destination", "exhausted", "error",
+	    "ok",	   "refused",	  "handshake", "auth",
+	    "not_allowed", "destination", "exhausted", "error",
 	};
 
 	return r < PROXY_RESULT_COUNT ? names[r] : "error";

@@ -117,7 +117,7 @@ struct socks5_addr {
 	} u;
 };
 
-/* ---- server side: parse what a client sends ---- */
+/* Server side: parse what a client sends. */
 
 struct socks5_greeting {
 	uint8_t nmethods; /* 1..255 */
@@ -170,7 +170,7 @@ struct socks5_request {
 int socks5_parse_request(const uint8_t *buf, size_t len, size_t *consumed,
 			 struct socks5_request *out);
 
-/* ---- server side: build what a server sends ---- */
+/* Server side: build what a server sends. */
 
 /* METHOD selection reply: 05 method. @return 2. out needs 2 bytes. */
 size_t socks5_write_method(uint8_t *out, uint8_t method);
@@ -195,7 +195,7 @@ int socks5_write_reply(uint8_t *out, size_t cap, uint8_t rep, const struct socka
 int socks5_write_reply_atyp(uint8_t *out, size_t cap, uint8_t rep, uint8_t atyp,
 			    const struct sockaddr *bnd);
 
-/* ---- client side (sockpool -> upstream SOCKS5 proxy) ---- */
+/* Client side (sockpool -> upstream SOCKS5 proxy). */
 
 /* Greeting offering NONE and/or PASSWORD (at least one).
  * @return length (3 or 4; out needs 4 bytes), -EINVAL if neither. */
@@ -239,7 +239,7 @@ struct socks5_reply {
  * 1/3/4, DOMAIN length 0 or with NUL. */
 int socks5_parse_reply(const uint8_t *buf, size_t len, size_t *consumed, struct socks5_reply *out);
 
-/* ---- addresses and names ---- */
+/* Addresses and names. */
 
 /* Fill a socks5_addr from an AF_INET/AF_INET6 sockaddr (port included);
  * v4-mapped IPv6 stays IPv6. @return 0, -EAFNOSUPPORT. */

@@ -145,8 +145,7 @@ static void on_auth_reply(struct upstream *u)
 
 /* Parse a request reply from the input; a malformed one fails the proxy.
  * @return true with *r and *n filled once a whole, well-formed reply is in. */
-static bool take_reply(struct upstream *u, struct socks5_reply *r, size_t *n,
-		       const char *malformed)
+static bool take_reply(struct upstream *u, struct socks5_reply *r, size_t *n, const char *malformed)
 {
 	int rc = socks5_parse_reply(u->in, u->in_len, n, r);
 

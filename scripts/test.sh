@@ -28,6 +28,26 @@ rm -f "$build/meson-logs/testlog.json"
 meson test -C "$build" --print-errorlogs --num-processes 2 "$@"
 rc=$?
 
+# The tree must be formatted with the committed .clang-format: every tracked
+# .c/.h file (every one below the source folders outside a git checkout).
+if [ $# -eq 0 ]; then
+	sockpool_install_missing clang-format || exit 1
+	if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
+		files=$(git -C "$top" ls-files '*.c' '*.h')
+	else
+		files=$(cd "$top" && find conf pool proxy tests -name '*.[ch]')
+	fi
+	# shellcheck disable=SC2086
+	unformatted=$(cd "$top" && clang-format --dry-run -Werror $files 2>&1 |
+		sed -n 's/^\([^:]*\.[ch]\):[0-9]*:[0-9]*: error:.*/\1/p' | sort -u)
+	if [ -n "$unformatted" ]; then
+		echo "test.sh: clang-format would change these files (counted as one failed test;" \
+			"fix with clang-format -i):" $unformatted >&2
+		extra_failed=$((extra_failed + 1))
+		rc=1
+	fi
+fi
+
 if [ "${SOCKPOOL_FUZZ:-1}" != 0 ] && [ $# -eq 0 ]; then
 	# shellcheck disable=SC2086
 	sockpool_install_missing clang libclang-rt-14-dev || exit 1
@@ -50,7 +70,7 @@ if [ "${SOCKPOOL_FUZZ:-1}" != 0 ] && [ $# -eq 0 ]; then
 	fi
 	if ! ninja -C "$clang_build" >/dev/null; then
 		echo "test.sh: the clang build failed (counted as one failed test)" >&2
-		extra_failed=1
+		extra_failed=$((extra_failed + 1))
 		rc=1
 	fi
 fi

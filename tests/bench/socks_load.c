@@ -43,9 +43,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_PAYLOAD 1024
-#define STREAM_CHUNK (256 * 1024)
-#define SINK_READ (256 * 1024)
+#define MAX_PAYLOAD	    1024
+#define STREAM_CHUNK	    (256 * 1024)
+#define SINK_READ	    (256 * 1024)
 #define PROGRESS_TIMEOUT_US (5 * 1000000ull)
 
 static volatile sig_atomic_t got_term, got_usr1;
@@ -276,7 +276,8 @@ static void srv_on_sink(struct srv *s, struct srv_conn *c)
 				c->got += (uint64_t)n;
 				atomic_fetch_add(&s->sink_bytes, (uint64_t)n);
 				if (c->got > c->want) {
-					fprintf(stderr, "socks_load: sink got more than announced\n");
+					fprintf(stderr,
+						"socks_load: sink got more than announced\n");
 					atomic_fetch_add(&s->errors, 1);
 					srv_close(s, c);
 					return;
@@ -356,17 +357,18 @@ static int cmd_serve(size_t payload, unsigned max_s)
 /* ---- client side: shared SOCKS5 handshake ---- */
 
 enum err_kind {
-	ERR_CONNECT,	/* connect() to the proxy or destination failed */
-	ERR_PROTO,	/* malformed greeting or reply, unexpected bytes */
-	ERR_REP,	/* a well-formed reply with REP != 0 */
-	ERR_DATA,	/* echoed payload or acknowledged count wrong */
-	ERR_EOF,	/* peer closed early */
-	ERR_RESET,	/* read or write error (ECONNRESET, ...) */
-	ERR_TIMEOUT,	/* no progress for PROGRESS_TIMEOUT_US */
+	ERR_CONNECT, /* connect() to the proxy or destination failed */
+	ERR_PROTO,   /* malformed greeting or reply, unexpected bytes */
+	ERR_REP,     /* a well-formed reply with REP != 0 */
+	ERR_DATA,    /* echoed payload or acknowledged count wrong */
+	ERR_EOF,     /* peer closed early */
+	ERR_RESET,   /* read or write error (ECONNRESET, ...) */
+	ERR_TIMEOUT, /* no progress for PROGRESS_TIMEOUT_US */
 	ERR_COUNT
 };
 
-static const char *const err_names[ERR_COUNT] = {"connect", "proto", "rep", "data", "eof", "reset", "timeout"};
+static const char *const err_names[ERR_COUNT] = {"connect", "proto", "rep",    "data",
+						 "eof",	    "reset", "timeout"};
 
 struct stats {
 	uint64_t err[ERR_COUNT];
@@ -405,7 +407,7 @@ struct hs {
 	int fd;
 	enum hs_state st;
 	uint64_t t_start, t_req, t_progress;
-	uint32_t latency_us;	/* connect time (direct) or CONNECT-to-reply */
+	uint32_t latency_us; /* connect time (direct) or CONNECT-to-reply */
 	size_t in_len;
 	uint8_t in[MAX_PAYLOAD + 64];
 };
@@ -476,8 +478,8 @@ static void hs_consume(struct hs *h, size_t n)
 /* Drive the handshake on an event. @return 1 when it has just completed
  * (h->latency_us set), 0 to wait for more, -1 when it failed (counted; the
  * caller closes). */
-static int hs_on_event(struct hs *h, const struct client_cfg *cfg, int ep, void *ptr, struct stats *st,
-		       uint64_t now)
+static int hs_on_event(struct hs *h, const struct client_cfg *cfg, int ep, void *ptr,
+		       struct stats *st, uint64_t now)
 {
 	if (h->st == HS_CONNECTING) {
 		int err = 0;
@@ -676,7 +678,8 @@ static int cmd_cps(const struct client_cfg *cfg, unsigned workers, double warmup
 				} else if (rc == 1) {
 					w->seq++;
 					for (size_t k = 0; k < payload; k++)
-						w->sent[k] = (uint8_t)(w->id * 131u + w->seq * 7u + k);
+						w->sent[k] =
+						    (uint8_t)(w->id * 131u + w->seq * 7u + k);
 					if (!hs_write(&w->hs, w->sent, payload, &st))
 						fail = true;
 					else
@@ -741,8 +744,8 @@ static int cmd_cps(const struct client_cfg *cfg, unsigned workers, double warmup
 	if (lat.n)
 		qsort(lat.v, lat.n, sizeof *lat.v, cmp_u32);
 	double measured_s = (double)(t_stop - t_warm) / 1e6;
-	printf("RESULT mode=cps target=%s workers=%u duration_s=%.2f ok=%" PRIu64 " ok_total=%" PRIu64
-	       " cps=%.0f p50_us=%u p99_us=%u cpu_us=%" PRIu64,
+	printf("RESULT mode=cps target=%s workers=%u duration_s=%.2f ok=%" PRIu64
+	       " ok_total=%" PRIu64 " cps=%.0f p50_us=%u p99_us=%u cpu_us=%" PRIu64,
 	       cfg->direct ? "direct" : "proxy", workers, measured_s, completed, completed_total,
 	       (double)completed / measured_s, samples_pct(&lat, 0.50), samples_pct(&lat, 0.99),
 	       cpu_us() - cpu0);
@@ -823,7 +826,8 @@ static void *sink_main(void *arg)
 	return NULL;
 }
 
-static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint64_t total, double max_s)
+static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint64_t total,
+		      double max_s)
 {
 	static struct srv sink;
 	struct srv_conn sink_listen;
@@ -950,9 +954,13 @@ static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint6
 		st.err[ERR_TIMEOUT]++; /* nothing got through: a stall, not a result */
 	st.err[ERR_DATA] += atomic_load(&sink.errors);
 	double secs = (double)(t_stop - t0) / 1e6;
-	printf("RESULT mode=stream target=%s streams=%u bytes=%" PRIu64 " seconds=%.3f mbps=%.1f complete=%u limit=%s",
-	       cfg.direct ? "direct" : "proxy", n_streams, got, secs, secs > 0 ? (double)got / secs / 1e6 : 0.0,
-	       complete, !started ? "none" : timed_out ? "time" : "bytes");
+	printf("RESULT mode=stream target=%s streams=%u bytes=%" PRIu64
+	       " seconds=%.3f mbps=%.1f complete=%u limit=%s",
+	       cfg.direct ? "direct" : "proxy", n_streams, got, secs,
+	       secs > 0 ? (double)got / secs / 1e6 : 0.0, complete,
+	       !started	   ? "none"
+	       : timed_out ? "time"
+			   : "bytes");
 	stats_print(&st);
 	printf("\n");
 	free(ss);
@@ -970,7 +978,8 @@ struct idle_conn {
 	enum idle_state st;
 };
 
-static int cmd_idle(const struct client_cfg *cfg, unsigned total, unsigned concurrency, unsigned hold_s)
+static int cmd_idle(const struct client_cfg *cfg, unsigned total, unsigned concurrency,
+		    unsigned hold_s)
 {
 	struct stats st = {0};
 	struct idle_conn *cs = calloc(total, sizeof *cs);
@@ -1110,7 +1119,8 @@ static int cmd_idle(const struct client_cfg *cfg, unsigned total, unsigned concu
 			}
 		}
 		dead += waiting;
-		printf("ALIVE alive=%u dead=%u dropped_while_idle=%" PRIu64 "\n", alive, dead, dropped);
+		printf("ALIVE alive=%u dead=%u dropped_while_idle=%" PRIu64 "\n", alive, dead,
+		       dropped);
 		if (dead || dropped)
 			rc = 1;
 	}
@@ -1127,9 +1137,11 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: socks_load serve  [-p PAYLOAD] [-t MAX_S]\n"
-		"       socks_load cps    [-x PROXY] -d HOST:PORT [-c WORKERS] [-w WARMUP_S] [-t SECONDS] [-p PAYLOAD]\n"
+		"       socks_load cps    [-x PROXY] -d HOST:PORT [-c WORKERS] [-w WARMUP_S] [-t "
+		"SECONDS] [-p PAYLOAD]\n"
 		"       socks_load stream [-x PROXY] [-c STREAMS] [-b BYTES] [-t MAX_S]\n"
-		"       socks_load idle    -x PROXY  -d HOST:PORT [-n CONNS] [-c CONCURRENCY] [-t HOLD_S]\n"
+		"       socks_load idle    -x PROXY  -d HOST:PORT [-n CONNS] [-c CONCURRENCY] [-t "
+		"HOLD_S]\n"
 		"PROXY and HOST are IPv4 literals; without -x the client connects directly.\n");
 	exit(2);
 }
