@@ -73,7 +73,7 @@ int notify_reloading(void)
 		return -errno;
 	snprintf(msg, sizeof msg, "RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu",
 		 (unsigned long long)ts.tv_sec * 1000000ull +
-			 (unsigned long long)ts.tv_nsec / 1000ull);
+		     (unsigned long long)ts.tv_nsec / 1000ull);
 	return notify_send(msg);
 }
 

@@ -146,10 +146,10 @@ static void test_notify_bad_socket_address_is_an_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_notify_no_socket_is_a_noop),
-		cmocka_unit_test(test_notify_ready_reloading_stopping_reach_a_path_socket),
-		cmocka_unit_test(test_notify_abstract_socket),
-		cmocka_unit_test(test_notify_bad_socket_address_is_an_error),
+	    cmocka_unit_test(test_notify_no_socket_is_a_noop),
+	    cmocka_unit_test(test_notify_ready_reloading_stopping_reach_a_path_socket),
+	    cmocka_unit_test(test_notify_abstract_socket),
+	    cmocka_unit_test(test_notify_bad_socket_address_is_an_error),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
