@@ -28,7 +28,10 @@ static void usage(FILE *out)
 		     "  -V, --version      print the version and exit\n"
 		     "  -h, --help         print this help and exit\n"
 		     "\n"
-		     "Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n");
+		     "Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n"
+		     "\n"
+		     "Manuals: sockpool(8) for options, signals and files; sockpool.ini(5) for\n"
+		     "every section and key of the configuration file.\n");
 }
 
 /* --check: build the pools too, which catches what only the pool engine
@@ -68,7 +71,7 @@ static int parse_args(int argc, char **argv, const char **path, bool *check, boo
 	static const struct option longopts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"check", no_argument, NULL, 't'},
-	    {"healthcheck", no_argument, NULL, 'H'},
+	    {"healthcheck", no_argument, NULL, 'H'}, /* no short form */
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
