@@ -3,9 +3,13 @@ the greeting goes out as TCP Fast Open data with one method, and every reply
 is taken with a single read() of exactly the request's length, so a reply
 split over two writes, or of another address type, breaks Exim."""
 
+import os
+import re
 import socket
 
-from harness import TCPServer, ProxyCase, main, make_config
+from harness import NetnsCase, SOURCE_ROOT, TCPServer, ProxyCase, main, make_config
+
+EXIM_EXAMPLE = os.path.join(SOURCE_ROOT, "examples", "exim.ini")
 
 BANNER = b"220 mx.test ESMTP ready\r\n"
 MSG_FASTOPEN = getattr(socket, "MSG_FASTOPEN", 0x20000000)
@@ -105,6 +109,68 @@ class Exim(ProxyCase):
         s.sendall(b"\x01\x04exim\x00")
         self.assertEqual(one_read(s, 2), b"\x01\x01")
         self.assertEqual(s.recv(1), b"")
+
+
+def example_transports(path=EXIM_EXAMPLE):
+    """The Exim transports quoted in the example's comments: name -> the
+    socks_proxy option list as Exim parses it (host, port=, auth=, name=, pass=)."""
+    transports, current = {}, None
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^;\s+([a-z_]+):\s*$", line)
+            if m:
+                current = m.group(1)
+                continue
+            m = re.match(r"^;\s+socks_proxy\s*=\s*(.+?)\s*$", line)
+            if m and current:
+                host, *opts = m.group(1).split()
+                transports[current] = dict(o.split("=", 1) for o in opts)
+                transports[current]["host"] = host
+    return transports
+
+
+class ExampleSnippet(NetnsCase):
+    """examples/exim.ini run as shipped, in a namespace holding its source
+    addresses, and Exim's socks_proxy lines from its comments used as written."""
+
+    ADDRS = ("192.0.2.20", "192.0.2.21", "198.51.100.20")
+
+    def setUp(self):
+        super().setUp()
+        self.transports = example_transports()
+        with open(EXIM_EXAMPLE) as f:
+            self.proxy = self.start_proxy(f.read())
+        self.smtp = self.start_server(SmtpBanner)
+
+    def deliver(self, transport):
+        t = self.transports[transport]
+        self.assertEqual(t.get("auth"), "name", t)
+        auth = (t["name"].encode(), t["pass"].encode())
+        # Exim connects to host and port= exactly as the snippet says.
+        Exim.run_exim(self, (t["host"], int(t.get("port", "1080"))), self.smtp.addr, auth=auth)
+        return self.smtp.peers[-1][0]
+
+    def test_the_example_quotes_both_transports(self):
+        self.assertEqual(set(self.transports), {"remote_smtp", "remote_smtp_bulk"})
+
+    def test_remote_smtp_logs_in_and_leaves_from_the_failover_tier(self):
+        peers = {self.deliver("remote_smtp") for _ in range(4)}
+        self.assertTrue(peers <= {"192.0.2.20", "192.0.2.21"}, peers)
+        self.assertEqual(len(peers), 2, "mx-a and mx-b share the traffic: %r" % peers)
+
+    def test_remote_smtp_bulk_logs_in_and_hashes_the_destination(self):
+        peers = {self.deliver("remote_smtp_bulk") for _ in range(3)}
+        self.assertEqual(len(peers), 1, peers)
+        self.assertTrue(peers <= {"192.0.2.20", "192.0.2.21"}, peers)
+
+    def test_a_password_other_than_the_snippets_is_refused(self):
+        t = self.transports["remote_smtp"]
+        s = exim_connect((t["host"], int(t["port"])), b"\x05\x01\x02")
+        self.addCleanup(s.close)
+        self.assertEqual(one_read(s, 2), b"\x05\x02")
+        user, pw = t["name"].encode(), b"secret"
+        s.sendall(bytes([1, len(user)]) + user + bytes([len(pw)]) + pw)
+        self.assertEqual(one_read(s, 2), b"\x01\x01")
 
 
 if __name__ == "__main__":
