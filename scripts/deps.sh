@@ -5,9 +5,10 @@
 SOCKPOOL_BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build libuv1-dev libinih-dev
   libcmocka-dev libcrypt-dev libmicrohttpd-dev libsystemd-dev"
 # groff lints the man pages, systemd has systemd-analyze, podman and
-# mmdebstrap build and run the container image.
+# mmdebstrap build and run the container image, exim4-daemon-heavy is the
+# real Exim that test_exim drives.
 SOCKPOOL_TEST_PKGS="python3 python3-socks curl ncat iproute2 procps microsocks proxychains4
-  groff systemd podman mmdebstrap"
+  groff systemd podman mmdebstrap exim4-daemon-heavy"
 
 sockpool_install_missing() {
 	local missing=() p
