@@ -34,6 +34,11 @@ from harness import LineCollector, NetnsCase, SANITIZER_MARKS, _live, http_body,
 SOURCE_ROOT = harness.SOURCE_ROOT
 BUILD_DIR = os.environ.get("SOCKPOOL_BUILD_DIR") or os.path.join(SOURCE_ROOT, "build-test")
 CACHE = os.path.join(BUILD_DIR, "container")
+# podman keeps its images and layers under the build directory too: nothing
+# is left in the machine's own container storage, and removing the build
+# directory removes them.
+PODMAN = ["podman", "--root", os.path.join(CACHE, "storage"),
+          "--runroot", os.path.join(CACHE, "run"), "--storage-driver", "overlay"]
 BASE_TAR = os.path.join(CACHE, "base-bookworm-minbase.tar")
 BASE_IMAGE = "localhost/sockpool-base:bookworm"
 IMAGE = "localhost/sockpool-test:%d" % os.getpid()
@@ -92,20 +97,20 @@ def ensure_base_image():
             digest.update(chunk)
     stamp = os.path.join(CACHE, "base-imported")
     known = open(stamp).read().strip() if os.path.exists(stamp) else ""
-    have = sh(["podman", "image", "exists", BASE_IMAGE], check=False).returncode == 0
+    have = sh(PODMAN + ["image", "exists", BASE_IMAGE], check=False).returncode == 0
     if fresh or not have or known != digest.hexdigest():
-        sh(["podman", "import", BASE_TAR, BASE_IMAGE], timeout=300)
+        sh(PODMAN + ["import", BASE_TAR, BASE_IMAGE], timeout=300)
         with open(stamp, "w") as f:
             f.write(digest.hexdigest())
 
 
 def cleanup_podman():
     for cid in reversed(_made["containers"]):
-        sh(["podman", "umount", cid], check=False, timeout=60)
-        sh(["podman", "rm", "-f", cid], check=False, timeout=60)
+        sh(PODMAN + ["umount", cid], check=False, timeout=60)
+        sh(PODMAN + ["rm", "-f", cid], check=False, timeout=60)
     _made["containers"].clear()
     for image in _made["images"]:
-        sh(["podman", "rmi", "-f", image], check=False, timeout=120)
+        sh(PODMAN + ["rmi", "-f", image], check=False, timeout=120)
     _made["images"].clear()
 
 
@@ -176,15 +181,15 @@ class Container(NetnsCase):
             ensure_base_image()
             base_done = time.monotonic()
             _made["images"].append(IMAGE)
-            sh(["podman", "build", "--isolation", "chroot", "--format", "docker",
+            sh(PODMAN + ["build", "--isolation", "chroot", "--format", "docker",
                 "--network", "host", "--build-arg", "BASE_IMAGE=" + BASE_IMAGE,
                 "-f", os.path.join(SOURCE_ROOT, "Dockerfile"), "-t", IMAGE, SOURCE_ROOT],
                timeout=1200)
             built = time.monotonic()
-            cls.config = json.loads(sh(["podman", "image", "inspect", IMAGE]).stdout)[0]
-            cid = sh(["podman", "create", IMAGE]).stdout.strip().splitlines()[-1]
+            cls.config = json.loads(sh(PODMAN + ["image", "inspect", IMAGE]).stdout)[0]
+            cid = sh(PODMAN + ["create", IMAGE]).stdout.strip().splitlines()[-1]
             _made["containers"].append(cid)
-            cls.root = sh(["podman", "mount", cid]).stdout.strip()
+            cls.root = sh(PODMAN + ["mount", cid]).stdout.strip()
         except BaseException:
             cleanup_podman()
             raise
