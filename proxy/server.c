@@ -425,7 +425,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 	notify_ready();
 }
 
-static int drop_privileges(const char *user)
+static int drop_privileges(const char *user, const char *reload_path)
 {
 	struct passwd *pw = getpwnam(user);
 
@@ -441,6 +441,12 @@ static int drop_privileges(const char *user)
 		return -e;
 	}
 	log_info("server", "running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
+	/* SIGHUP reads the file again as this user: say now, not at the first reload. */
+	if (reload_path && access(reload_path, R_OK) < 0)
+		log_warn("server",
+			 "path=%s is not readable by user=%s: every SIGHUP reload will fail; "
+			 "make it readable by that user (e.g. chgrp GROUP, mode 0640)",
+			 reload_path, user);
 	return 0;
 }
 
@@ -498,7 +504,7 @@ static int proxy_open(struct proxy *px, const struct conf *conf)
 		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen,
 				 &px->admin);
 	if (rc == 0 && conf->server.user)
-		rc = drop_privileges(conf->server.user);
+		rc = drop_privileges(conf->server.user, px->reload_path);
 	return rc;
 }
 
