@@ -112,6 +112,9 @@ def cleanup_podman():
     for image in _made["images"]:
         sh(PODMAN + ["rmi", "-f", image], check=False, timeout=120)
     _made["images"].clear()
+    # Untagged stage images are the layer cache of the next build: keep the
+    # recent ones, drop what earlier days left.
+    sh(PODMAN + ["image", "prune", "-f", "--filter", "until=24h"], check=False, timeout=120)
 
 
 def write_file(path, text):
