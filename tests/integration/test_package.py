@@ -124,6 +124,18 @@ class Package(unittest.TestCase):
                          self.d(os.path.join(self.mandir, sec, page))):
                 self.assertEqual(lint(path), "", path)
 
+    def test_every_help_option_is_in_sockpool_8(self):
+        r = run([self.d(os.path.join(self.bindir, "sockpool")), "--help"])
+        options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[a-zA-Z])\b", r.stdout))
+        self.assertTrue({"--config", "--check", "--healthcheck", "--help"} <= options, options)
+        with open(os.path.join(SOURCE_ROOT, "docs", "sockpool.8")) as f:
+            page = f.read()
+        section = page[page.index(".SH OPTIONS"):page.index(".SH SIGNALS")]
+        documented = {"--" + m for m in re.findall(r"\\-\\-([a-z]+)(?![a-z])", section)}
+        documented |= {"-" + m for m in re.findall(r"(?<!\\-)\\-([a-zA-Z])(?![\w])", section)}
+        missing = sorted(options - documented)
+        self.assertEqual(missing, [], "options of --help missing from sockpool(8) OPTIONS")
+
     def test_lint_catches_a_broken_page(self):
         with tempfile.NamedTemporaryFile("w", suffix=".8") as f:
             f.write(".TH X 8\n.SH NAME\nx \\- y\n.BOGUS\n\\fBunclosed\n.ft Q\n")
