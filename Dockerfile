@@ -17,10 +17,12 @@ FROM ${BASE_IMAGE}
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libuv1 libinih1 libcrypt1 libmicrohttpd12 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --no-create-home --shell /usr/sbin/nologin sockpool \
+    && groupadd --system --gid 999 sockpool \
+    && useradd --system --uid 999 --gid 999 --no-create-home --shell /usr/sbin/nologin sockpool \
     && mkdir -p /etc/sockpool
 COPY --from=build /build/proxy/sockpool /usr/local/bin/sockpool
 COPY examples/docker.ini /etc/sockpool/sockpool.ini
+# uid and gid 999: a mounted config must be readable by them (chgrp 999, 0640).
 USER sockpool
 EXPOSE 1080 9180
 # SIGTERM drains live connections for up to shutdown_timeout (30s by

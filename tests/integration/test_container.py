@@ -235,7 +235,7 @@ class Container(NetnsCase):
     def test_image_metadata(self):
         cfg = self.config["Config"]
         self.assertNotIn(self.user, ("", "root", "0"))
-        self.assertNotEqual(self.uid, 0)
+        self.assertEqual((self.uid, self.gid), (999, 999))  # what README tells to chgrp
         self.assertEqual(cfg.get("StopSignal"), "SIGTERM")
         self.assertEqual(set(cfg.get("ExposedPorts") or {}), {"1080/tcp", "9180/tcp"})
         self.assertIn("/etc/sockpool/sockpool.ini", self.entrypoint)
