@@ -6,13 +6,14 @@
 #include <string.h>
 
 #include "conf.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "proxy.h"
 #include "version.h"
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: sockpool [-c FILE] [--check]\n"
+	fprintf(out, "usage: sockpool [-c FILE] [--check | --healthcheck]\n"
 		     "\n"
 		     "SOCKS5 proxy that picks each connection's source IP from weighted pools.\n"
 		     "\n"
@@ -21,10 +22,16 @@ static void usage(FILE *out)
 		     "                     clients, the default route plus SOCKPOOL_SOURCES\n"
 		     "  -t, --check        validate the configuration, print the resolved pools\n"
 		     "                     and exit 0 (valid) or 1 (invalid)\n"
+		     "      --healthcheck  probe the sockpool this configuration describes:\n"
+		     "                     GET /healthz on admin_listen, else a SOCKS5 greeting\n"
+		     "                     to the first listener; exit 0 (healthy) or 1\n"
 		     "  -V, --version      print the version and exit\n"
 		     "  -h, --help         print this help and exit\n"
 		     "\n"
-		     "Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n");
+		     "Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n"
+		     "\n"
+		     "Manuals: sockpool(8) for options, signals and files; sockpool.ini(5) for\n"
+		     "every section and key of the configuration file.\n");
 }
 
 /* --check: build the pools too, which catches what only the pool engine
@@ -46,12 +53,25 @@ static int check_config(struct conf *conf)
 	return 0;
 }
 
+/* --healthcheck: probe what conf describes; for a container HEALTHCHECK. */
+static int healthcheck(struct conf *conf)
+{
+	char msg[CONF_ERR_MAX];
+	/* Well inside a container HEALTHCHECK's usual --timeout=3s. */
+	int rc = healthcheck_run(conf, 2500, msg, sizeof msg);
+
+	printf("sockpool: %s: %s\n", rc == 0 ? "healthy" : "unhealthy", msg);
+	conf_free(conf);
+	return rc == 0 ? 0 : 1;
+}
+
 /* @return -1 to go on, else the exit code. */
-static int parse_args(int argc, char **argv, const char **path, bool *check)
+static int parse_args(int argc, char **argv, const char **path, bool *check, bool *health)
 {
 	static const struct option longopts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"check", no_argument, NULL, 't'},
+	    {"healthcheck", no_argument, NULL, 'H'}, /* no short form */
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -66,6 +86,9 @@ static int parse_args(int argc, char **argv, const char **path, bool *check)
 		case 't':
 			*check = true;
 			break;
+		case 'H':
+			*health = true;
+			break;
 		case 'V':
 			printf("sockpool %s\n", SOCKPOOL_VERSION);
 			return 0;
@@ -76,6 +99,10 @@ static int parse_args(int argc, char **argv, const char **path, bool *check)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (*check && *health) {
+		fprintf(stderr, "sockpool: --check and --healthcheck exclude each other\n");
+		return 2;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "sockpool: unexpected argument '%s'\n", argv[optind]);
@@ -88,7 +115,7 @@ static int parse_args(int argc, char **argv, const char **path, bool *check)
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
-	bool check = false;
+	bool check = false, health = false;
 	char err[CONF_ERR_MAX] = "";
 	struct conf *conf = NULL;
 	int rc;
@@ -97,7 +124,7 @@ int main(int argc, char **argv)
 	 * probes; its default of 4 threads lets a few slow resolvers hold up
 	 * every other lookup. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
-	rc = parse_args(argc, argv, &path, &check);
+	rc = parse_args(argc, argv, &path, &check, &health);
 	if (rc >= 0)
 		return rc;
 	if (path)
@@ -105,12 +132,14 @@ int main(int argc, char **argv)
 	else
 		rc = conf_load_default(getenv("SOCKPOOL_SOURCES"), &conf, err, sizeof err);
 	if (rc < 0) {
-		if (check)
+		if (check || health)
 			fprintf(stderr, "sockpool: %s\n", err[0] ? err : strerror(-rc));
 		else
 			log_error("main", "configuration rejected: %s",
 				  err[0] ? err : strerror(-rc));
 		return 1;
 	}
+	if (health)
+		return healthcheck(conf);
 	return check ? check_config(conf) : proxy_run(conf, path);
 }

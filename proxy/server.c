@@ -18,6 +18,7 @@
 #include "egress.h"
 #include "gen.h"
 #include "log.h"
+#include "notify.h"
 #include "pool.h"
 #include "proxy.h"
 
@@ -329,6 +330,7 @@ static void begin_shutdown(struct proxy *px, int signum)
 		return;
 	}
 	px->stopping = true;
+	notify_stopping();
 	log_info("server", "stopping signal=%s live=%zu drain_limit_ms=%llu", strsignal(signum),
 		 px->n_sessions, (unsigned long long)px->gen->conf->server.shutdown_timeout_ms);
 	listeners_close(px);
@@ -395,12 +397,14 @@ static void on_sighup(uv_signal_t *s, int signum)
 			 "SIGHUP ignored: running on the embedded default, no file to reload");
 		return;
 	}
+	notify_reloading();
 	rc = conf_load_file(px->reload_path, &conf, err, sizeof err);
 	if (rc == 0)
 		rc = proxy_gen_new(conf, px->gen, &gen, err, sizeof err);
 	if (rc < 0) {
 		log_error("server", "reload rejected, keeping the running configuration: %s",
 			  err[0] ? err : strerror(-rc));
+		notify_ready();
 		return;
 	}
 	for (size_t i = 0; i < conf->n_warnings; i++)
@@ -418,9 +422,10 @@ static void on_sighup(uv_signal_t *s, int signum)
 	addrwatch_ensure(px);
 	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path,
 		 conf->n_sources, conf->n_pools);
+	notify_ready();
 }
 
-static int drop_privileges(const char *user)
+static int drop_privileges(const char *user, const char *reload_path)
 {
 	struct passwd *pw = getpwnam(user);
 
@@ -436,6 +441,12 @@ static int drop_privileges(const char *user)
 		return -e;
 	}
 	log_info("server", "running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
+	/* SIGHUP reads the file again as this user: say now, not at the first reload. */
+	if (reload_path && access(reload_path, R_OK) < 0)
+		log_warn("server",
+			 "path=%s is not readable by user=%s: every SIGHUP reload will fail; "
+			 "make it readable by that user (e.g. chgrp GROUP, mode 0640)",
+			 reload_path, user);
 	return 0;
 }
 
@@ -493,7 +504,7 @@ static int proxy_open(struct proxy *px, const struct conf *conf)
 		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen,
 				 &px->admin);
 	if (rc == 0 && conf->server.user)
-		rc = drop_privileges(conf->server.user);
+		rc = drop_privileges(conf->server.user, px->reload_path);
 	return rc;
 }
 
@@ -555,6 +566,7 @@ int proxy_run(struct conf *conf, const char *conf_path)
 				 conf->server.workers);
 		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu", (int)getpid(),
 			 px->n_listeners, conf->n_sources, conf->n_pools);
+		notify_ready();
 	}
 
 	uv_run(px->loop, UV_RUN_DEFAULT);

@@ -3,8 +3,12 @@
 # Sourced by run.sh, test.sh and fuzz.sh; it sets no shell options, so a
 # caller that counts failures (test.sh) keeps running after one.
 SOCKPOOL_BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build libuv1-dev libinih-dev
-  libcmocka-dev libcrypt-dev libmicrohttpd-dev"
-SOCKPOOL_TEST_PKGS="python3 python3-socks curl ncat iproute2 procps microsocks proxychains4"
+  libcmocka-dev libcrypt-dev libmicrohttpd-dev libsystemd-dev"
+# groff lints the man pages, systemd has systemd-analyze, podman and
+# mmdebstrap build and run the container image, exim4-daemon-heavy is the
+# real Exim that test_exim drives.
+SOCKPOOL_TEST_PKGS="python3 python3-socks curl ncat iproute2 procps microsocks proxychains4
+  groff systemd podman mmdebstrap exim4-daemon-heavy"
 
 sockpool_install_missing() {
 	local missing=() p
