@@ -401,6 +401,11 @@ static void on_sighup(uv_signal_t *s, int signum)
 	rc = conf_load_file(px->reload_path, &conf, err, sizeof err);
 	if (rc == 0)
 		rc = proxy_gen_new(conf, px->gen, &gen, err, sizeof err);
+	if (rc == 0) {
+		rc = log_configure(&conf->server, err, sizeof err);
+		if (rc < 0)
+			proxy_gen_unref(gen); /* frees conf with it */
+	}
 	if (rc < 0) {
 		log_error("server", "reload rejected, keeping the running configuration: %s",
 			  err[0] ? err : strerror(-rc));
@@ -409,7 +414,6 @@ static void on_sighup(uv_signal_t *s, int signum)
 	}
 	for (size_t i = 0; i < conf->n_warnings; i++)
 		log_warn("conf", "%s", conf->warnings[i]);
-	log_set_level((enum log_level)conf->server.log_level);
 	/* Listeners stay as they are: rebinding sockets under live clients is
 	 * not something a reload should do behind the operator's back. */
 	if (!restart_settings_same(px, &conf->server))
@@ -525,7 +529,12 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	char err[CONF_ERR_MAX] = "";
 	int rc;
 
-	log_set_level((enum log_level)conf->server.log_level);
+	rc = log_configure(&conf->server, err, sizeof err);
+	if (rc < 0) {
+		log_error("main", "configuration rejected: %s", err);
+		conf_free(conf);
+		return 1;
+	}
 	for (size_t i = 0; i < conf->n_warnings; i++)
 		log_warn("conf", "%s", conf->warnings[i]);
 	signal(SIGPIPE, SIG_IGN);
