@@ -101,7 +101,8 @@ void attempt_begin(struct session *s)
 	socks5_addr_to_sockaddr(&s->h->req.dst, &ss, &slen);
 	if (!dest_allowed(s, (struct sockaddr *)&ss)) {
 		log_info("session", "id=%llu client=%s dest=%s denied by deny_destinations",
-			 (unsigned long long)s->id, s->peer_str, s->dest_str);
+			 (unsigned long long)s->id, s->peer_str,
+			 LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN));
 		session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return;
 	}
@@ -149,7 +150,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	}
 	if (status < 0) {
 		log_debug("session", "id=%llu dest=%s resolve failed: %s",
-			  (unsigned long long)s->id, s->dest_str, uv_strerror(status));
+			  (unsigned long long)s->id, LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN),
+			  uv_strerror(status));
 		session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL);
 		session_unref(s);
 		return;
@@ -310,8 +312,9 @@ static int attempt_failed(struct session *s, struct classify_input *in)
 	in->pinned = s->pinned >= 0 || s->h->adhoc;
 	v = classify_failure(in);
 	log_debug("session", "id=%llu dest=%s source=%s %s failed error=\"%s\" rep=0x%02x",
-		  (unsigned long long)s->id, s->dest_str, s->cs ? s->cs->name : "-",
-		  phase_names[in->phase], in->err ? uv_strerror(in->err) : "-", v.rep);
+		  (unsigned long long)s->id, LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN),
+		  s->cs ? s->cs->name : "-", phase_names[in->phase],
+		  in->err ? uv_strerror(in->err) : "-", v.rep);
 	if (v.blame == CLASSIFY_BLAME_NONE && in->phase == CLASSIFY_BIND)
 		log_warn("session", "id=%llu outbound socket failed error=\"%s\"",
 			 (unsigned long long)s->id, uv_strerror(in->err));

@@ -60,19 +60,15 @@ void session_tcp_close(uv_tcp_t *h, bool reset, uv_close_cb cb)
 
 static void access_log(struct session *s, const char *result)
 {
-	char src[64] = "-";
-
-	if (!s->gen->conf->server.access_log)
+	if (!log_access_enabled())
 		return;
-	if (s->cs)
-		snprintf(src, sizeof src, "%s", s->cs->name);
-	log_info("access",
-		 "id=%llu client=%s user=%s dest=%s source=%s result=%s bytes_up=%llu "
-		 "bytes_down=%llu duration_ms=%llu",
-		 (unsigned long long)s->id, s->peer_str, s->user_name ? s->user_name : "-",
-		 s->dest_str[0] ? s->dest_str : "-", src, result, (unsigned long long)s->up.bytes,
-		 (unsigned long long)s->down.bytes,
-		 (unsigned long long)(session_now(s) - s->started_ms));
+	log_access("id=%llu client=%s user=%s dest=%s source=%s result=%s bytes_up=%llu "
+		   "bytes_down=%llu duration_ms=%llu",
+		   (unsigned long long)s->id, s->peer_str, LOG_Q(s->user_name, 255),
+		   LOG_Q(s->dest_str[0] ? s->dest_str : NULL, SOCKS5_ADDR_STRLEN),
+		   s->cs ? s->cs->name : "-", result, (unsigned long long)s->up.bytes,
+		   (unsigned long long)s->down.bytes,
+		   (unsigned long long)(session_now(s) - s->started_ms));
 }
 
 void session_close(struct session *s, bool reset)
@@ -175,7 +171,8 @@ void session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd)
 
 	s->result = result_of(rep, s->result);
 	log_debug("session", "id=%llu client=%s dest=%s reply=0x%02x (%s)",
-		  (unsigned long long)s->id, s->peer_str, s->dest_str[0] ? s->dest_str : "-", rep,
+		  (unsigned long long)s->id, s->peer_str,
+		  LOG_Q(s->dest_str[0] ? s->dest_str : NULL, SOCKS5_ADDR_STRLEN), rep,
 		  socks5_rep_str(rep));
 	if (n > 0)
 		session_send(s, buf, (size_t)n);
