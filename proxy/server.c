@@ -21,6 +21,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "proxy.h"
+#include "throttle.h"
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -304,6 +305,7 @@ static void maybe_finish(struct proxy *px)
 	uv_close((uv_handle_t *)&px->sig_term, NULL);
 	uv_close((uv_handle_t *)&px->sig_int, NULL);
 	uv_close((uv_handle_t *)&px->sig_hup, NULL);
+	throttle_stop(px);
 	uv_close((uv_handle_t *)&px->expire_timer, NULL);
 	uv_close((uv_handle_t *)&px->shutdown_timer, NULL);
 	poolwatch_stop(px);
@@ -475,6 +477,8 @@ static int proxy_handles_init(struct proxy *px)
 	    (rc = uv_signal_start(&px->sig_hup, on_sighup, SIGHUP)) < 0)
 		return rc;
 	uv_unref((uv_handle_t *)&px->shutdown_timer);
+	if (throttle_start(px) < 0)
+		log_warn("main", "out of memory: repeated warnings are not rate-limited");
 	return poolwatch_start(px);
 }
 

@@ -9,6 +9,7 @@
 #include "gen.h"
 #include "log.h"
 #include "session.h"
+#include "throttle.h"
 
 uint64_t session_now(const struct session *s)
 {
@@ -260,17 +261,16 @@ static int session_admit(struct session *s)
 	conf_addr_str((struct sockaddr *)&s->peer, s->peer_str, sizeof s->peer_str);
 	s->result = PROXY_RESULT_REFUSED;
 	if (!conf_cidr_list_match(&srv->allow, (struct sockaddr *)&s->peer)) {
-		log_info("server", "client=%s refused: not in allow", s->peer_str);
+		proxy_refused(px, PROXY_REFUSED_ALLOW, s->peer_str, 0);
 		return -EPERM;
 	}
 	if (srv->max_connections && px->n_sessions > srv->max_connections) {
-		log_warn("server", "client=%s refused: max_connections=%u reached", s->peer_str,
-			 srv->max_connections);
+		proxy_refused(px, PROXY_REFUSED_MAX_CONNECTIONS, s->peer_str, srv->max_connections);
 		return -EBUSY;
 	}
 	if (proxy_client_add(px, (struct sockaddr *)&s->peer) < 0) {
-		log_warn("server", "client=%s refused: max_connections_per_client=%u reached",
-			 s->peer_str, srv->max_connections_per_client);
+		proxy_refused(px, PROXY_REFUSED_PER_CLIENT, s->peer_str,
+			      srv->max_connections_per_client);
 		return -EBUSY;
 	}
 	s->client_counted = true;
