@@ -44,6 +44,7 @@ struct client_slot; /* per-client-address connection counts */
 struct admin;
 struct addrwatch;
 struct throttle;
+struct emfile_watch;
 
 /* How a session ended, for metrics (sockpool_connections_total{result}). */
 enum proxy_result {
@@ -125,6 +126,7 @@ struct proxy {
 	struct admin *admin;	     /* NULL when admin_listen is off */
 	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */
 	struct throttle *throttle;   /* rate-limited WARNs (throttle.h) */
+	struct emfile_watch *emfile; /* notices fd exhaustion at accept (emfile.h) */
 	uint64_t started_wall_ms;
 	struct client_slot *clients; /* open-addressing table, see server.c */
 	size_t clients_cap;

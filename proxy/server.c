@@ -16,6 +16,7 @@
 #include "addrwatch.h"
 #include "admin.h"
 #include "egress.h"
+#include "emfile.h"
 #include "gen.h"
 #include "log.h"
 #include "notify.h"
@@ -28,8 +29,9 @@ static void on_connection(uv_stream_t *server, int status)
 	struct listener *l = container_of((uv_tcp_t *)server, struct listener, tcp);
 
 	if (status < 0) {
-		log_warn("server", "accept failed addr=%s error=\"%s\"", l->bound_str,
-			 uv_strerror(status));
+		proxy_accept_failed(l->px, l->bound_str, status);
+		if (status == UV_EMFILE || status == UV_ENFILE)
+			emfile_accept_error(l->px);
 		return;
 	}
 	session_accept(l);
@@ -306,6 +308,7 @@ static void maybe_finish(struct proxy *px)
 	uv_close((uv_handle_t *)&px->sig_int, NULL);
 	uv_close((uv_handle_t *)&px->sig_hup, NULL);
 	throttle_stop(px);
+	emfile_watch_stop(px);
 	uv_close((uv_handle_t *)&px->expire_timer, NULL);
 	uv_close((uv_handle_t *)&px->shutdown_timer, NULL);
 	poolwatch_stop(px);
@@ -572,6 +575,8 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	} else {
 		prefixes_check(px);
 		addrwatch_ensure(px);
+		/* After the listeners: libuv has its spare descriptor by now. */
+		emfile_watch_start(px);
 		if (conf->server.workers > 1)
 			log_info("main",
 				 "workers=%u: this version serves every connection from one "
