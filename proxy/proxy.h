@@ -108,7 +108,7 @@ struct proxy {
 	struct session *sessions; /* intrusive doubly linked list */
 	size_t n_sessions;
 	uint64_t next_session_id;
-	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	uv_timer_t expire_timer; /* the pools' earliest suspension end */
 	uv_timer_t shutdown_timer;
 	uv_async_t pools_async; /* a pool source went ONLINE or OFFLINE (poolwatch.c) */

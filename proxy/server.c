@@ -307,6 +307,7 @@ static void maybe_finish(struct proxy *px)
 	uv_close((uv_handle_t *)&px->sig_term, NULL);
 	uv_close((uv_handle_t *)&px->sig_int, NULL);
 	uv_close((uv_handle_t *)&px->sig_hup, NULL);
+	uv_close((uv_handle_t *)&px->sig_usr1, NULL);
 	throttle_stop(px);
 	emfile_watch_stop(px);
 	uv_close((uv_handle_t *)&px->expire_timer, NULL);
@@ -354,6 +355,13 @@ static void on_signal(uv_signal_t *s, int signum)
 	struct proxy *px = s->data;
 
 	begin_shutdown(px, signum);
+}
+
+static void on_sigusr1(uv_signal_t *s, int signum)
+{
+	(void)s;
+	(void)signum;
+	log_reopen();
 }
 
 static bool addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -469,15 +477,17 @@ static int proxy_handles_init(struct proxy *px)
 	if (rc < 0)
 		return rc;
 	px->loop = &px->loop_storage;
-	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px;
+	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px->sig_usr1.data = px;
 	if ((rc = uv_timer_init(px->loop, &px->expire_timer)) < 0 ||
 	    (rc = uv_timer_init(px->loop, &px->shutdown_timer)) < 0 ||
 	    (rc = uv_signal_init(px->loop, &px->sig_term)) < 0 ||
 	    (rc = uv_signal_init(px->loop, &px->sig_int)) < 0 ||
 	    (rc = uv_signal_init(px->loop, &px->sig_hup)) < 0 ||
+	    (rc = uv_signal_init(px->loop, &px->sig_usr1)) < 0 ||
 	    (rc = uv_signal_start(&px->sig_term, on_signal, SIGTERM)) < 0 ||
 	    (rc = uv_signal_start(&px->sig_int, on_signal, SIGINT)) < 0 ||
-	    (rc = uv_signal_start(&px->sig_hup, on_sighup, SIGHUP)) < 0)
+	    (rc = uv_signal_start(&px->sig_hup, on_sighup, SIGHUP)) < 0 ||
+	    (rc = uv_signal_start(&px->sig_usr1, on_sigusr1, SIGUSR1)) < 0)
 		return rc;
 	uv_unref((uv_handle_t *)&px->shutdown_timer);
 	if (throttle_start(px) < 0)
