@@ -1946,7 +1946,6 @@ static int warn_unimplemented(struct loader *ld)
 		const char *what;
 	} rows[] = {
 	    {SK_ALLOW_DESTINATIONS, true, "there is no built-in destination policy to open"},
-	    {SK_RELOAD_ON_CHANGE, sv->reload_on_change, "reload with SIGHUP"},
 	    {SK_RELAY, sv->relay == CONF_RELAY_SPLICE, "relayed bytes are copied"},
 	};
 

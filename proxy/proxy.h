@@ -45,6 +45,7 @@ struct admin;
 struct addrwatch;
 struct throttle;
 struct emfile_watch;
+struct confwatch;
 
 /* How a session ended, for metrics (sockpool_connections_total{result}). */
 enum proxy_result {
@@ -127,6 +128,7 @@ struct proxy {
 	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */
 	struct throttle *throttle;   /* rate-limited WARNs (throttle.h) */
 	struct emfile_watch *emfile; /* notices fd exhaustion at accept (emfile.h) */
+	struct confwatch *confwatch; /* NULL unless reload_on_change */
 	uint64_t started_wall_ms;
 	struct client_slot *clients; /* open-addressing table, see server.c */
 	size_t clients_cap;

@@ -15,6 +15,7 @@
 
 #include "addrwatch.h"
 #include "admin.h"
+#include "confwatch.h"
 #include "egress.h"
 #include "emfile.h"
 #include "gen.h"
@@ -337,6 +338,7 @@ static void begin_shutdown(struct proxy *px, int signum)
 	}
 	px->stopping = true;
 	notify_stopping();
+	confwatch_set(&px->confwatch, px->loop, NULL, false, NULL, NULL);
 	log_info("server", "stopping signal=%s live=%zu drain_limit_ms=%llu", strsignal(signum),
 		 px->n_sessions, (unsigned long long)px->gen->conf->server.shutdown_timeout_ms);
 	listeners_close(px);
@@ -396,6 +398,8 @@ static bool restart_settings_same(const struct proxy *px, const struct conf_serv
 	return true;
 }
 
+static void on_conf_changed(void *arg);
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
 	struct proxy *px = s->data;
@@ -437,9 +441,19 @@ static void on_sighup(uv_signal_t *s, int signum)
 	prefixes_check(px);
 	poolwatch_kick(px);
 	addrwatch_ensure(px);
+	confwatch_set(&px->confwatch, px->loop, px->reload_path, conf->server.reload_on_change,
+		      on_conf_changed, px);
 	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path,
 		 conf->n_sources, conf->n_pools);
 	notify_ready();
+}
+
+static void on_conf_changed(void *arg)
+{
+	struct proxy *px = arg;
+
+	log_info("server", "configuration file changed path=%s: reloading", px->reload_path);
+	on_sighup(&px->sig_hup, SIGHUP);
 }
 
 static int drop_privileges(const char *user, const char *reload_path)
@@ -587,6 +601,8 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		addrwatch_ensure(px);
 		/* After the listeners: libuv has its spare descriptor by now. */
 		emfile_watch_start(px);
+		confwatch_set(&px->confwatch, px->loop, px->reload_path,
+			      conf->server.reload_on_change, on_conf_changed, px);
 		if (conf->server.workers > 1)
 			log_info("main",
 				 "workers=%u: this version serves every connection from one "
