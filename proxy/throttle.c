@@ -126,8 +126,10 @@ void throttle_stop(struct proxy *px)
 	uv_close((uv_handle_t *)&th->timer, on_closed);
 }
 
-/* The slot for (kind, key): the key's own, a free one, or the last. */
-static struct slot *slot_for(struct throttle *th, enum throttle_kind kind, const char *key)
+/* The slot for (kind, key): the key's own, a free or quiet one (nothing
+ * suppressed, its interval over), or the last. */
+static struct slot *slot_for(struct throttle *th, enum throttle_kind kind, const char *key,
+			     uint64_t now)
 {
 	struct slot *row = th->slots[kind];
 
@@ -137,7 +139,8 @@ static struct slot *slot_for(struct throttle *th, enum throttle_kind kind, const
 		if (row[i].used && strcmp(row[i].key, key) == 0)
 			return &row[i];
 	for (size_t i = 0; i < KEYS_PER_KIND; i++)
-		if (!row[i].used || !row[i].lim.active) {
+		if (!row[i].used || !row[i].lim.active ||
+		    (!row[i].lim.suppressed && now >= row[i].lim.window_end_ms)) {
 			row[i].used = true;
 			snprintf(row[i].key, sizeof row[i].key, "%s", key);
 			return &row[i];
@@ -158,7 +161,7 @@ void throttle_log(struct proxy *px, enum throttle_kind kind, const char *key, en
 		return;
 	if (th && kind < THROTTLE_COUNT) {
 		now = uv_now(px->loop);
-		s = slot_for(th, kind, key);
+		s = slot_for(th, kind, key, now);
 		if (!log_limit_hit(&s->lim, now, &flushed)) {
 			if (flushed)
 				summary(s, flushed);
