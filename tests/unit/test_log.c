@@ -235,6 +235,113 @@ static void test_log_q_macro(void **state)
 	assert_string_equal(out, "\"0123456789abc...\"");
 }
 
+/* Undo log_quote(): strip the quotes, resolve the escapes. @return length. */
+static size_t unquote(const char *q, char *out)
+{
+	size_t n = strlen(q), o = 0;
+	const char *p = q, *end = q + n;
+
+	if (n >= 2 && q[0] == '"' && q[n - 1] == '"') {
+		p++;
+		end--;
+	}
+	while (p < end) {
+		if (*p != '\\') {
+			out[o++] = *p++;
+			continue;
+		}
+		p++;
+		switch (*p) {
+		case 'n':
+			out[o++] = '\n';
+			break;
+		case 'r':
+			out[o++] = '\r';
+			break;
+		case 't':
+			out[o++] = '\t';
+			break;
+		case '\\':
+		case '"':
+			out[o++] = *p;
+			break;
+		case 'x': {
+			char hexd[3] = {p[1], p[2], 0};
+			out[o++] = (char)strtol(hexd, NULL, 16);
+			p += 2;
+			break;
+		}
+		default:
+			fail_msg("unknown escape \\%c in %s", *p, q);
+		}
+		p++;
+	}
+	return o;
+}
+
+/* Strictly well-formed UTF-8 (what the output must be, whatever the input). */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t len;
+		unsigned cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			len = 2, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			len = 3, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			len = 4, cp = c & 0x07;
+		else
+			return false;
+		if (i + len > n)
+			return false;
+		for (size_t j = 1; j < len; j++) {
+			if ((s[i + j] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + j] & 0x3f);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/* Random NUL-free binary, invalid UTF-8 and all: the output is one token
+ * with no control byte, well-formed UTF-8, and it unescapes to the input. */
+static void test_quote_random_binary_round_trips(void **state)
+{
+	char in[300], back[300], out[LOG_QUOTE_SIZE(300)];
+	unsigned seed = 12345;
+
+	(void)state;
+	for (int round = 0; round < 5000; round++) {
+		size_t n = (size_t)(rand_r(&seed) % 300);
+		for (size_t i = 0; i < n; i++) {
+			/* favour the interesting bytes: controls, quotes, high bytes */
+			int r = rand_r(&seed) % 4;
+			in[i] = (char)(r == 0	? 1 + rand_r(&seed) % 0x20
+				       : r == 1 ? "\"\\= -"[rand_r(&seed) % 5]
+						: 1 + rand_r(&seed) % 255);
+		}
+		log_quote(out, sizeof out, in, n);
+		assert_no_controls(out);
+		assert_true(utf8_valid((const unsigned char *)out, strlen(out)));
+		assert_int_equal(unquote(out, back), n);
+		assert_memory_equal(back, in, n);
+		/* one token: blanks, quotes and `=` only inside quotes */
+		if (strpbrk(out, " =\"") && n)
+			assert_true(out[0] == '"' && out[strlen(out) - 1] == '"');
+	}
+}
+
 /* ---- log_sanitize ---- */
 
 static void test_sanitize_replaces_controls_only(void **state)
@@ -703,6 +810,7 @@ int main(void)
 	    cmocka_unit_test(test_quote_255_byte_names),
 	    cmocka_unit_test(test_quote_truncation_safety),
 	    cmocka_unit_test(test_log_q_macro),
+	    cmocka_unit_test(test_quote_random_binary_round_trips),
 	    cmocka_unit_test(test_sanitize_replaces_controls_only),
 	    cmocka_unit_test(test_sanitize_cuts_with_dots),
 	    cmocka_unit_test(test_limit_first_logged_rest_counted),
