@@ -9,9 +9,12 @@
 
 #include "throttle.h"
 
+/* How often the reserve is looked at: a trick is reported within this. */
+#define EMFILE_CHECK_MS 100
+
 struct emfile_watch {
 	struct proxy *px;
-	uv_check_t check;
+	uv_timer_t timer;
 	int spare;	/* our /dev/null, dup2()ed over libuv's reserve */
 	dev_t null_dev; /* identity of /dev/null */
 	ino_t null_ino;
@@ -26,13 +29,11 @@ static bool is_null(const struct emfile_watch *w, int fd)
 	       st.st_ino == w->null_ino;
 }
 
-static void on_check(uv_check_t *c)
+static void on_timer(uv_timer_t *t)
 {
-	struct emfile_watch *w = container_of(c, struct emfile_watch, check);
+	struct emfile_watch *w = container_of(t, struct emfile_watch, timer);
 	uv_loop_t *loop = w->px->loop;
 
-	/* One fstat() per iteration: skipping some could leave a trick unseen
-	 * until the loop next wakes up, which on an idle proxy may be long. */
 	if (w->gave_spare) {
 		/* libuv used our reserve; get a new one when we can. */
 		w->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -41,7 +42,7 @@ static void on_check(uv_check_t *c)
 	}
 	if (loop->emfile_fd < 0 || is_null(w, loop->emfile_fd))
 		return;
-	/* The reserve is no longer /dev/null: the trick ran this iteration. */
+	/* The reserve is no longer /dev/null: the trick ran since the last look. */
 	proxy_accept_failed(w->px, NULL, UV_EMFILE);
 	if (w->spare >= 0)
 		dup3(w->spare, loop->emfile_fd, O_CLOEXEC);
@@ -70,16 +71,18 @@ int emfile_watch_start(struct proxy *px)
 	 * /dev/null), make it ours so that only a change means the trick. */
 	if (px->loop->emfile_fd >= 0 && !is_null(w, px->loop->emfile_fd))
 		dup3(w->spare, px->loop->emfile_fd, O_CLOEXEC);
-	uv_check_init(px->loop, &w->check);
-	uv_check_start(&w->check, on_check);
-	uv_unref((uv_handle_t *)&w->check);
+	/* A timer rather than a check handle: an fstat() on every loop
+	 * iteration costs a busy proxy more than ten a second. */
+	uv_timer_init(px->loop, &w->timer);
+	uv_timer_start(&w->timer, on_timer, EMFILE_CHECK_MS, EMFILE_CHECK_MS);
+	uv_unref((uv_handle_t *)&w->timer);
 	px->emfile = w;
 	return 0;
 }
 
 static void on_closed(uv_handle_t *h)
 {
-	struct emfile_watch *w = container_of((uv_check_t *)h, struct emfile_watch, check);
+	struct emfile_watch *w = container_of((uv_timer_t *)h, struct emfile_watch, timer);
 
 	if (w->spare >= 0 && !w->gave_spare)
 		close(w->spare);
@@ -93,7 +96,7 @@ void emfile_watch_stop(struct proxy *px)
 	if (!w)
 		return;
 	px->emfile = NULL;
-	uv_close((uv_handle_t *)&w->check, on_closed);
+	uv_close((uv_handle_t *)&w->timer, on_closed);
 }
 
 void emfile_accept_error(struct proxy *px)

@@ -6,11 +6,11 @@
  * every pending connection, reopens the reserve on "/" and returns without
  * calling the connection callback. The listener keeps working once
  * descriptors are free again, but nothing is told about the dropped
- * connections. This watch looks at the reserve after every loop iteration
- * (one fstat()): when it is no longer our /dev/null, the trick ran, which is
- * counted and logged (through proxy_accept_failed(), rate-limited), and the
- * reserve is put back (close-on-exec, as libuv keeps it) so the next time is
- * seen too.
+ * connections. This watch looks at the reserve ten times a second (one
+ * fstat()): when it is no longer our /dev/null, the trick ran, which is
+ * counted (once per look, however many connections it dropped) and logged
+ * through proxy_accept_failed(), rate-limited; then the reserve is put back
+ * (close-on-exec, as libuv keeps it) so the next time is seen too.
  *
  * When the reserve could not be reopened libuv calls the connection
  * callback with UV_EMFILE in a loop that only ends when a descriptor is
