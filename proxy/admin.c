@@ -307,6 +307,19 @@ static void render_metrics(struct admin *a, struct buf *b)
 		buf_label(b, proxy_result_name((enum proxy_result)r));
 		buf_printf(b, "\"} %llu\n", (unsigned long long)st->total[r]);
 	}
+	metric_head(b, "refused_total", "counter",
+		    "Client connections refused at accept, by reason.");
+	for (int r = 0; r < PROXY_REFUSED_COUNT; r++) {
+		buf_puts(b, "sockpool_refused_total{reason=\"");
+		buf_label(b, proxy_refusal_name((enum proxy_refusal)r));
+		buf_printf(b, "\"} %llu\n", (unsigned long long)st->refused[r]);
+	}
+	metric_head(b, "accept_errors_total", "counter",
+		    "accept() failures on the listeners; reason emfile: out of file descriptors.");
+	buf_printf(b, "sockpool_accept_errors_total{reason=\"emfile\"} %llu\n",
+		   (unsigned long long)st->accept_emfile);
+	buf_printf(b, "sockpool_accept_errors_total{reason=\"other\"} %llu\n",
+		   (unsigned long long)(st->accept_errors - st->accept_emfile));
 	metric_head(b, "bytes_total", "counter",
 		    "Relayed bytes; up is client to destination, down the reverse.");
 	buf_printf(b, "sockpool_bytes_total{direction=\"up\"} %llu\n",

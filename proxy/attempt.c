@@ -14,6 +14,7 @@
 #include "gen.h"
 #include "log.h"
 #include "session.h"
+#include "throttle.h"
 #include "upstream.h"
 
 static void attempt_next(struct session *s);
@@ -101,7 +102,8 @@ void attempt_begin(struct session *s)
 	socks5_addr_to_sockaddr(&s->h->req.dst, &ss, &slen);
 	if (!dest_allowed(s, (struct sockaddr *)&ss)) {
 		log_info("session", "id=%llu client=%s dest=%s denied by deny_destinations",
-			 (unsigned long long)s->id, s->peer_str, s->dest_str);
+			 (unsigned long long)s->id, s->peer_str,
+			 LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN));
 		session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return;
 	}
@@ -149,7 +151,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	}
 	if (status < 0) {
 		log_debug("session", "id=%llu dest=%s resolve failed: %s",
-			  (unsigned long long)s->id, s->dest_str, uv_strerror(status));
+			  (unsigned long long)s->id, LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN),
+			  uv_strerror(status));
 		session_reply(s, SOCKS5_REP_HOST_UNREACHABLE, NULL);
 		session_unref(s);
 		return;
@@ -310,11 +313,14 @@ static int attempt_failed(struct session *s, struct classify_input *in)
 	in->pinned = s->pinned >= 0 || s->h->adhoc;
 	v = classify_failure(in);
 	log_debug("session", "id=%llu dest=%s source=%s %s failed error=\"%s\" rep=0x%02x",
-		  (unsigned long long)s->id, s->dest_str, s->cs ? s->cs->name : "-",
-		  phase_names[in->phase], in->err ? uv_strerror(in->err) : "-", v.rep);
+		  (unsigned long long)s->id, LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN),
+		  s->cs ? s->cs->name : "-", phase_names[in->phase],
+		  in->err ? uv_strerror(in->err) : "-", v.rep);
 	if (v.blame == CLASSIFY_BLAME_NONE && in->phase == CLASSIFY_BIND)
-		log_warn("session", "id=%llu outbound socket failed error=\"%s\"",
-			 (unsigned long long)s->id, uv_strerror(in->err));
+		throttle_log(s->px, THROTTLE_OUTBOUND_SOCKET, NULL, LOG_WARN, "session",
+			     "outbound socket failed",
+			     "id=%llu outbound socket failed error=\"%s\"",
+			     (unsigned long long)s->id, uv_strerror(in->err));
 	if (v.blame != CLASSIFY_BLAME_NONE && s->src && source_failure(s, v.blame, in->err) &&
 	    v.next == CLASSIFY_NEXT_SOURCE)
 		v.next = CLASSIFY_NEXT_DEST; /* enough sources tried for this address */
@@ -400,8 +406,9 @@ static void pool_exhausted(struct session *s, uint64_t until)
 		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	}
 	s->result = PROXY_RESULT_EXHAUSTED;
-	log_warn("pool", "pool %s exhausted until %s client=%s dest=%s", pool, when, s->peer_str,
-		 s->dest_str);
+	throttle_log(s->px, THROTTLE_POOL_EXHAUSTED, pool, LOG_WARN, "pool", "pool exhausted",
+		     "pool %s exhausted until %s pool=%s client=%s dest=%s", pool, when, pool,
+		     s->peer_str, LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN));
 	proxy_pool_exhausted(s->px, pool);
 	session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL);
 }
@@ -432,10 +439,11 @@ static void attempt_give_up(struct session *s)
 		/* A source at its cap is skipped quietly, but a request refused
 		 * because every source is is something the operator must see. */
 		s->result = PROXY_RESULT_EXHAUSTED;
-		log_warn("pool",
-			 "pool %s busy: every source is at its max_connections or rate cap "
-			 "client=%s dest=%s",
-			 s->gen->conf->pools[s->pool].name, s->peer_str, s->dest_str);
+		const char *pool = s->gen->conf->pools[s->pool].name;
+		throttle_log(s->px, THROTTLE_POOL_BUSY, pool, LOG_WARN, "pool", "pool busy",
+			     "pool %s busy: every source is at its max_connections or rate cap "
+			     "pool=%s client=%s dest=%s",
+			     pool, pool, s->peer_str, LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN));
 	}
 	session_reply(s, s->h->last_rep, NULL);
 }

@@ -140,7 +140,8 @@ static int bind_named(struct session *s, const struct sockaddr_storage *ss)
 		    "session",
 		    "id=%llu client=%s user=%s BIND to a source outside the user's pool refused "
 		    "source=%s",
-		    (unsigned long long)s->id, s->peer_str, s->user_name, conf->sources[idx].name);
+		    (unsigned long long)s->id, s->peer_str, LOG_Q(s->user_name, 255),
+		    conf->sources[idx].name);
 		session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return -1;
 	}
@@ -278,8 +279,9 @@ static void auth_done(struct session *s, bool ok, bool resume)
 	explicit_bzero(s->h->pass, sizeof s->h->pass);
 	if (!ok) {
 		s->result = PROXY_RESULT_AUTH;
+		/* The name is the client's, unchecked: quoted so it cannot forge a line. */
 		log_info("session", "id=%llu client=%s user=%s authentication failed",
-			 (unsigned long long)s->id, s->peer_str, s->h->user);
+			 (unsigned long long)s->id, s->peer_str, LOG_Q(s->h->user, 255));
 		session_send(s, buf, socks5_write_auth_status(buf, false));
 		session_close(s, false);
 		return;

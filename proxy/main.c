@@ -28,7 +28,8 @@ static void usage(FILE *out)
 		     "  -V, --version      print the version and exit\n"
 		     "  -h, --help         print this help and exit\n"
 		     "\n"
-		     "Signals: SIGHUP reloads the file, SIGTERM/SIGINT drain and exit.\n"
+		     "Signals: SIGHUP reloads the file, SIGUSR1 reopens the access log file,\n"
+		     "SIGTERM/SIGINT drain and exit.\n"
 		     "\n"
 		     "Manuals: sockpool(8) for options, signals and files; sockpool.ini(5) for\n"
 		     "every section and key of the configuration file.\n");

@@ -43,6 +43,9 @@ struct listener {
 struct client_slot; /* per-client-address connection counts */
 struct admin;
 struct addrwatch;
+struct throttle;
+struct emfile_watch;
+struct confwatch;
 
 /* How a session ended, for metrics (sockpool_connections_total{result}). */
 enum proxy_result {
@@ -55,6 +58,15 @@ enum proxy_result {
 	PROXY_RESULT_EXHAUSTED,	  /* no eligible source */
 	PROXY_RESULT_ERROR,	  /* anything else */
 	PROXY_RESULT_COUNT
+};
+
+/* Why a connection was refused at accept, for metrics
+ * (sockpool_refused_total{reason}, reason = proxy_refusal_name()). */
+enum proxy_refusal {
+	PROXY_REFUSED_ALLOW,	       /* client address not in allow */
+	PROXY_REFUSED_MAX_CONNECTIONS, /* max_connections reached */
+	PROXY_REFUSED_PER_CLIENT,      /* max_connections_per_client reached */
+	PROXY_REFUSED_COUNT
 };
 
 /* Latency histogram buckets, upper bounds in ms (plus +Inf). */
@@ -72,15 +84,19 @@ struct proxy_stats {
 	uint64_t active;   /* sessions open now */
 	uint64_t relaying; /* sessions in the relay phase now */
 	uint64_t total[PROXY_RESULT_COUNT];
-	uint64_t bytes_up;	     /* client -> destination */
-	uint64_t bytes_down;	     /* destination -> client */
-	struct proxy_hist handshake; /* accept -> request parsed */
-	struct proxy_hist connect;   /* request parsed -> success reply */
-	uint64_t stalled;	     /* relays reset by stall_timeout */
+	uint64_t bytes_up;		       /* client -> destination */
+	uint64_t bytes_down;		       /* destination -> client */
+	struct proxy_hist handshake;	       /* accept -> request parsed */
+	struct proxy_hist connect;	       /* request parsed -> success reply */
+	uint64_t stalled;		       /* relays reset by stall_timeout */
+	uint64_t refused[PROXY_REFUSED_COUNT]; /* connections refused at accept, by reason */
+	uint64_t accept_errors;		       /* accept() failures, EMFILE/ENFILE included */
+	uint64_t accept_emfile;		       /* of those: out of file descriptors */
 };
 
 void proxy_hist_observe(struct proxy_hist *h, double ms);
 const char *proxy_result_name(enum proxy_result r);
+const char *proxy_refusal_name(enum proxy_refusal r); /* "allow", "max_connections", ... */
 
 struct proxy {
 	uv_loop_t *loop; /* &loop_storage: the proxy's own loop, not libuv's default */
@@ -93,7 +109,7 @@ struct proxy {
 	struct session *sessions; /* intrusive doubly linked list */
 	size_t n_sessions;
 	uint64_t next_session_id;
-	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
 	uv_timer_t expire_timer; /* the pools' earliest suspension end */
 	uv_timer_t shutdown_timer;
 	uv_async_t pools_async; /* a pool source went ONLINE or OFFLINE (poolwatch.c) */
@@ -110,6 +126,9 @@ struct proxy {
 	unsigned boot_workers;
 	struct admin *admin;	     /* NULL when admin_listen is off */
 	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */
+	struct throttle *throttle;   /* rate-limited WARNs (throttle.h) */
+	struct emfile_watch *emfile; /* notices fd exhaustion at accept (emfile.h) */
+	struct confwatch *confwatch; /* NULL unless reload_on_change */
 	uint64_t started_wall_ms;
 	struct client_slot *clients; /* open-addressing table, see server.c */
 	size_t clients_cap;

@@ -208,7 +208,8 @@ void relay_on_timer(struct session *s)
 		log_info("session",
 			 "id=%llu client=%s dest=%s stalled: unwritten data made no progress for "
 			 "stall_timeout_ms=%llu, resetting",
-			 (unsigned long long)s->id, s->peer_str, s->dest_str,
+			 (unsigned long long)s->id, s->peer_str,
+			 LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN),
 			 (unsigned long long)srv->stall_timeout_ms);
 		session_close(s, true);
 		return;
@@ -243,8 +244,8 @@ static int reply_success(struct session *s, const struct sockaddr *bnd_in)
 	if (log_enabled(LOG_DEBUG)) {
 		char b[64];
 		log_debug("session", "id=%llu client=%s dest=%s source=%s bound=%s connected",
-			  (unsigned long long)s->id, s->peer_str, s->dest_str,
-			  s->cs ? s->cs->name : "-",
+			  (unsigned long long)s->id, s->peer_str,
+			  LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN), s->cs ? s->cs->name : "-",
 			  conf_addr_str((struct sockaddr *)&bnd, b, sizeof b));
 	}
 	return session_send(s, buf, (size_t)n);

@@ -15,20 +15,24 @@
 
 #include "addrwatch.h"
 #include "admin.h"
+#include "confwatch.h"
 #include "egress.h"
+#include "emfile.h"
 #include "gen.h"
 #include "log.h"
 #include "notify.h"
 #include "pool.h"
 #include "proxy.h"
+#include "throttle.h"
 
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct listener *l = container_of((uv_tcp_t *)server, struct listener, tcp);
 
 	if (status < 0) {
-		log_warn("server", "accept failed addr=%s error=\"%s\"", l->bound_str,
-			 uv_strerror(status));
+		proxy_accept_failed(l->px, l->bound_str, status);
+		if (status == UV_EMFILE || status == UV_ENFILE)
+			emfile_accept_error(l->px);
 		return;
 	}
 	session_accept(l);
@@ -304,6 +308,9 @@ static void maybe_finish(struct proxy *px)
 	uv_close((uv_handle_t *)&px->sig_term, NULL);
 	uv_close((uv_handle_t *)&px->sig_int, NULL);
 	uv_close((uv_handle_t *)&px->sig_hup, NULL);
+	uv_close((uv_handle_t *)&px->sig_usr1, NULL);
+	throttle_stop(px);
+	emfile_watch_stop(px);
 	uv_close((uv_handle_t *)&px->expire_timer, NULL);
 	uv_close((uv_handle_t *)&px->shutdown_timer, NULL);
 	poolwatch_stop(px);
@@ -331,6 +338,7 @@ static void begin_shutdown(struct proxy *px, int signum)
 	}
 	px->stopping = true;
 	notify_stopping();
+	confwatch_set(&px->confwatch, px->loop, NULL, false, NULL, NULL);
 	log_info("server", "stopping signal=%s live=%zu drain_limit_ms=%llu", strsignal(signum),
 		 px->n_sessions, (unsigned long long)px->gen->conf->server.shutdown_timeout_ms);
 	listeners_close(px);
@@ -349,6 +357,13 @@ static void on_signal(uv_signal_t *s, int signum)
 	struct proxy *px = s->data;
 
 	begin_shutdown(px, signum);
+}
+
+static void on_sigusr1(uv_signal_t *s, int signum)
+{
+	(void)s;
+	(void)signum;
+	log_reopen();
 }
 
 static bool addr_same(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -383,6 +398,8 @@ static bool restart_settings_same(const struct proxy *px, const struct conf_serv
 	return true;
 }
 
+static void on_conf_changed(void *arg);
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
 	struct proxy *px = s->data;
@@ -401,6 +418,11 @@ static void on_sighup(uv_signal_t *s, int signum)
 	rc = conf_load_file(px->reload_path, &conf, err, sizeof err);
 	if (rc == 0)
 		rc = proxy_gen_new(conf, px->gen, &gen, err, sizeof err);
+	if (rc == 0) {
+		rc = log_configure(&conf->server, err, sizeof err);
+		if (rc < 0)
+			proxy_gen_unref(gen); /* frees conf with it */
+	}
 	if (rc < 0) {
 		log_error("server", "reload rejected, keeping the running configuration: %s",
 			  err[0] ? err : strerror(-rc));
@@ -409,7 +431,6 @@ static void on_sighup(uv_signal_t *s, int signum)
 	}
 	for (size_t i = 0; i < conf->n_warnings; i++)
 		log_warn("conf", "%s", conf->warnings[i]);
-	log_set_level((enum log_level)conf->server.log_level);
 	/* Listeners stay as they are: rebinding sockets under live clients is
 	 * not something a reload should do behind the operator's back. */
 	if (!restart_settings_same(px, &conf->server))
@@ -420,9 +441,19 @@ static void on_sighup(uv_signal_t *s, int signum)
 	prefixes_check(px);
 	poolwatch_kick(px);
 	addrwatch_ensure(px);
+	confwatch_set(&px->confwatch, px->loop, px->reload_path, conf->server.reload_on_change,
+		      on_conf_changed, px);
 	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path,
 		 conf->n_sources, conf->n_pools);
 	notify_ready();
+}
+
+static void on_conf_changed(void *arg)
+{
+	struct proxy *px = arg;
+
+	log_info("server", "configuration file changed path=%s: reloading", px->reload_path);
+	on_sighup(&px->sig_hup, SIGHUP);
 }
 
 static int drop_privileges(const char *user, const char *reload_path)
@@ -460,17 +491,21 @@ static int proxy_handles_init(struct proxy *px)
 	if (rc < 0)
 		return rc;
 	px->loop = &px->loop_storage;
-	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px;
+	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px->sig_usr1.data = px;
 	if ((rc = uv_timer_init(px->loop, &px->expire_timer)) < 0 ||
 	    (rc = uv_timer_init(px->loop, &px->shutdown_timer)) < 0 ||
 	    (rc = uv_signal_init(px->loop, &px->sig_term)) < 0 ||
 	    (rc = uv_signal_init(px->loop, &px->sig_int)) < 0 ||
 	    (rc = uv_signal_init(px->loop, &px->sig_hup)) < 0 ||
+	    (rc = uv_signal_init(px->loop, &px->sig_usr1)) < 0 ||
 	    (rc = uv_signal_start(&px->sig_term, on_signal, SIGTERM)) < 0 ||
 	    (rc = uv_signal_start(&px->sig_int, on_signal, SIGINT)) < 0 ||
-	    (rc = uv_signal_start(&px->sig_hup, on_sighup, SIGHUP)) < 0)
+	    (rc = uv_signal_start(&px->sig_hup, on_sighup, SIGHUP)) < 0 ||
+	    (rc = uv_signal_start(&px->sig_usr1, on_sigusr1, SIGUSR1)) < 0)
 		return rc;
 	uv_unref((uv_handle_t *)&px->shutdown_timer);
+	if (throttle_start(px) < 0)
+		log_warn("main", "out of memory: repeated warnings are not rate-limited");
 	return poolwatch_start(px);
 }
 
@@ -525,7 +560,12 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	char err[CONF_ERR_MAX] = "";
 	int rc;
 
-	log_set_level((enum log_level)conf->server.log_level);
+	rc = log_configure(&conf->server, err, sizeof err);
+	if (rc < 0) {
+		log_error("main", "configuration rejected: %s", err);
+		conf_free(conf);
+		return 1;
+	}
 	for (size_t i = 0; i < conf->n_warnings; i++)
 		log_warn("conf", "%s", conf->warnings[i]);
 	signal(SIGPIPE, SIG_IGN);
@@ -559,6 +599,10 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	} else {
 		prefixes_check(px);
 		addrwatch_ensure(px);
+		/* After the listeners: libuv has its spare descriptor by now. */
+		emfile_watch_start(px);
+		confwatch_set(&px->confwatch, px->loop, px->reload_path,
+			      conf->server.reload_on_change, on_conf_changed, px);
 		if (conf->server.workers > 1)
 			log_info("main",
 				 "workers=%u: this version serves every connection from one "

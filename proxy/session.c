@@ -9,6 +9,7 @@
 #include "gen.h"
 #include "log.h"
 #include "session.h"
+#include "throttle.h"
 
 uint64_t session_now(const struct session *s)
 {
@@ -60,19 +61,15 @@ void session_tcp_close(uv_tcp_t *h, bool reset, uv_close_cb cb)
 
 static void access_log(struct session *s, const char *result)
 {
-	char src[64] = "-";
-
-	if (!s->gen->conf->server.access_log)
+	if (!log_access_enabled())
 		return;
-	if (s->cs)
-		snprintf(src, sizeof src, "%s", s->cs->name);
-	log_info("access",
-		 "id=%llu client=%s user=%s dest=%s source=%s result=%s bytes_up=%llu "
-		 "bytes_down=%llu duration_ms=%llu",
-		 (unsigned long long)s->id, s->peer_str, s->user_name ? s->user_name : "-",
-		 s->dest_str[0] ? s->dest_str : "-", src, result, (unsigned long long)s->up.bytes,
-		 (unsigned long long)s->down.bytes,
-		 (unsigned long long)(session_now(s) - s->started_ms));
+	log_access("id=%llu client=%s user=%s dest=%s source=%s result=%s bytes_up=%llu "
+		   "bytes_down=%llu duration_ms=%llu",
+		   (unsigned long long)s->id, s->peer_str, LOG_Q(s->user_name, 255),
+		   LOG_Q(s->dest_str[0] ? s->dest_str : NULL, SOCKS5_ADDR_STRLEN),
+		   s->cs ? s->cs->name : "-", result, (unsigned long long)s->up.bytes,
+		   (unsigned long long)s->down.bytes,
+		   (unsigned long long)(session_now(s) - s->started_ms));
 }
 
 void session_close(struct session *s, bool reset)
@@ -175,7 +172,8 @@ void session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd)
 
 	s->result = result_of(rep, s->result);
 	log_debug("session", "id=%llu client=%s dest=%s reply=0x%02x (%s)",
-		  (unsigned long long)s->id, s->peer_str, s->dest_str[0] ? s->dest_str : "-", rep,
+		  (unsigned long long)s->id, s->peer_str,
+		  LOG_Q(s->dest_str[0] ? s->dest_str : NULL, SOCKS5_ADDR_STRLEN), rep,
 		  socks5_rep_str(rep));
 	if (n > 0)
 		session_send(s, buf, (size_t)n);
@@ -263,17 +261,16 @@ static int session_admit(struct session *s)
 	conf_addr_str((struct sockaddr *)&s->peer, s->peer_str, sizeof s->peer_str);
 	s->result = PROXY_RESULT_REFUSED;
 	if (!conf_cidr_list_match(&srv->allow, (struct sockaddr *)&s->peer)) {
-		log_info("server", "client=%s refused: not in allow", s->peer_str);
+		proxy_refused(px, PROXY_REFUSED_ALLOW, s->peer_str, 0);
 		return -EPERM;
 	}
 	if (srv->max_connections && px->n_sessions > srv->max_connections) {
-		log_warn("server", "client=%s refused: max_connections=%u reached", s->peer_str,
-			 srv->max_connections);
+		proxy_refused(px, PROXY_REFUSED_MAX_CONNECTIONS, s->peer_str, srv->max_connections);
 		return -EBUSY;
 	}
 	if (proxy_client_add(px, (struct sockaddr *)&s->peer) < 0) {
-		log_warn("server", "client=%s refused: max_connections_per_client=%u reached",
-			 s->peer_str, srv->max_connections_per_client);
+		proxy_refused(px, PROXY_REFUSED_PER_CLIENT, s->peer_str,
+			      srv->max_connections_per_client);
 		return -EBUSY;
 	}
 	s->client_counted = true;

@@ -140,11 +140,22 @@ def fmt_hostport(host, port):
 _live = {"procs": set(), "netns": set()}
 
 
+# sockpool's stderr lines start with an RFC 3339 time (milliseconds, UTC
+# offset) unless stderr is the journal or log_timestamps = off.
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d ")
+# What every line the proxy writes must look like.
+LOG_LINE_RE = re.compile(r"^(%s)?(ERROR|WARN|INFO|DEBUG) [a-z]+: " % TIMESTAMP_RE.pattern[1:])
+
+
 class LineCollector:
-    """Reads a pipe line by line in a thread; tests wait for lines with a deadline."""
+    """Reads a pipe line by line in a thread; tests wait for lines with a deadline.
+
+    `lines` hold the lines without their leading timestamp (what most tests
+    match on), `raw` the lines as written."""
 
     def __init__(self, pipe, name):
         self.lines = []
+        self.raw = []
         self.eof = False
         self._cond = threading.Condition()
         self._pipe = pipe
@@ -153,8 +164,10 @@ class LineCollector:
 
     def _run(self):
         for raw in iter(self._pipe.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
             with self._cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self.raw.append(line)
+                self.lines.append(TIMESTAMP_RE.sub("", line, count=1))
                 self._cond.notify_all()
         with self._cond:
             self.eof = True
@@ -163,6 +176,10 @@ class LineCollector:
     def snapshot(self):
         with self._cond:
             return list(self.lines)
+
+    def raw_snapshot(self):
+        with self._cond:
+            return list(self.raw)
 
     def wait(self, match, timeout, start=0):
         """First line at index >= start for which match(line) holds: (index, line)."""

@@ -1,0 +1,111 @@
+/* emfile: see emfile.h. */
+#include "emfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "throttle.h"
+
+/* How often the reserve is looked at: a trick is reported within this. */
+#define EMFILE_CHECK_MS 100
+
+struct emfile_watch {
+	struct proxy *px;
+	uv_timer_t timer;
+	int spare;	/* our /dev/null, dup2()ed over libuv's reserve */
+	dev_t null_dev; /* identity of /dev/null */
+	ino_t null_ino;
+	bool gave_spare; /* libuv got `spare` itself (emfile_accept_error) */
+};
+
+static bool is_null(const struct emfile_watch *w, int fd)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == w->null_dev &&
+	       st.st_ino == w->null_ino;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct emfile_watch *w = container_of(t, struct emfile_watch, timer);
+	uv_loop_t *loop = w->px->loop;
+
+	if (w->gave_spare) {
+		/* libuv used our reserve; get a new one when we can. */
+		w->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		w->gave_spare = w->spare < 0;
+		return;
+	}
+	if (loop->emfile_fd < 0 || is_null(w, loop->emfile_fd))
+		return;
+	/* The reserve is no longer /dev/null: the trick ran since the last look. */
+	proxy_accept_failed(w->px, NULL, UV_EMFILE);
+	if (w->spare >= 0)
+		dup3(w->spare, loop->emfile_fd, O_CLOEXEC);
+}
+
+int emfile_watch_start(struct proxy *px)
+{
+	struct emfile_watch *w = calloc(1, sizeof *w);
+	struct stat st;
+	int rc;
+
+	if (!w)
+		return -ENOMEM;
+	w->px = px;
+	w->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w->spare < 0 || fstat(w->spare, &st) < 0) {
+		rc = -errno;
+		if (w->spare >= 0)
+			close(w->spare);
+		free(w);
+		return rc;
+	}
+	w->null_dev = st.st_dev;
+	w->null_ino = st.st_ino;
+	/* Should libuv's reserve be something else ("/" when it found no
+	 * /dev/null), make it ours so that only a change means the trick. */
+	if (px->loop->emfile_fd >= 0 && !is_null(w, px->loop->emfile_fd))
+		dup3(w->spare, px->loop->emfile_fd, O_CLOEXEC);
+	/* A timer rather than a check handle: an fstat() on every loop
+	 * iteration costs a busy proxy more than ten a second. */
+	uv_timer_init(px->loop, &w->timer);
+	uv_timer_start(&w->timer, on_timer, EMFILE_CHECK_MS, EMFILE_CHECK_MS);
+	uv_unref((uv_handle_t *)&w->timer);
+	px->emfile = w;
+	return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	struct emfile_watch *w = container_of((uv_timer_t *)h, struct emfile_watch, timer);
+
+	if (w->spare >= 0 && !w->gave_spare)
+		close(w->spare);
+	free(w);
+}
+
+void emfile_watch_stop(struct proxy *px)
+{
+	struct emfile_watch *w = px->emfile;
+
+	if (!w)
+		return;
+	px->emfile = NULL;
+	uv_close((uv_handle_t *)&w->timer, on_closed);
+}
+
+void emfile_accept_error(struct proxy *px)
+{
+	struct emfile_watch *w = px->emfile;
+
+	if (!w || w->gave_spare || w->spare < 0 || px->loop->emfile_fd >= 0)
+		return;
+	px->loop->emfile_fd = w->spare;
+	w->gave_spare = true;
+	w->spare = -1;
+}
