@@ -333,6 +333,25 @@ static void render_metrics(struct admin *a, struct buf *b)
 	buf_printf(b, "sockpool_bytes_total{direction=\"down\"} %llu\n",
 		   (unsigned long long)st->bytes_down);
 
+	metric_head(b, "destinations_denied_total", "counter",
+		    "Requests refused by the destination policy (own ports, local addresses, "
+		    "deny_destinations).");
+	buf_printf(b, "sockpool_destinations_denied_total %llu\n",
+		   (unsigned long long)st->dest_denied);
+	metric_head(b, "auth_failures_delayed_total", "counter",
+		    "Failed logins answered after a delay for repeated failures from the client.");
+	buf_printf(b, "sockpool_auth_failures_delayed_total %llu\n",
+		   (unsigned long long)st->auth_delayed);
+	metric_head(
+	    b, "auth_queue_refused_total", "counter",
+	    "Logins refused because the client or the password-check queue was at its cap.");
+	buf_printf(b, "sockpool_auth_queue_refused_total %llu\n",
+		   (unsigned long long)st->auth_queue_full);
+	metric_head(b, "admin_connections_evicted_total", "counter",
+		    "Idle admin connections closed to make room for new ones.");
+	buf_printf(b, "sockpool_admin_connections_evicted_total %llu\n",
+		   (unsigned long long)a->evicted);
+
 	metric_hist(b, "handshake_duration_seconds", "Time from accept to a parsed SOCKS request.",
 		    &st->handshake);
 	metric_hist(b, "connect_duration_seconds",

@@ -77,6 +77,9 @@ struct proxy_stats {
 	struct proxy_hist handshake; /* accept -> request parsed */
 	struct proxy_hist connect;   /* request parsed -> success reply */
 	uint64_t stalled;	     /* relays reset by stall_timeout */
+	uint64_t dest_denied;	     /* requests refused by the destination policy */
+	uint64_t auth_delayed;	     /* failed logins answered after a throttle delay */
+	uint64_t auth_queue_full;    /* logins refused: password-check queue at a cap */
 };
 
 void proxy_hist_observe(struct proxy_hist *h, double ms);
