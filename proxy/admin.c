@@ -58,6 +58,7 @@ struct admin {
 	unsigned handles_open;
 	bool stopping;
 	char addr_str[64];
+	struct sockaddr_storage bound;
 	struct admin_conn *conn_head, *conn_tail;
 	unsigned n_conns;
 	uint64_t evicted; /* connections closed to make room */
@@ -1059,6 +1060,7 @@ int admin_start(struct proxy *px, const struct sockaddr *addr, struct admin **ou
 		goto fail_free;
 	}
 	conf_addr_str((const struct sockaddr *)&bound, a->addr_str, sizeof a->addr_str);
+	a->bound = bound;
 	a->mhd = MHD_start_daemon(
 	    MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_LISTEN_SOCKET, fd,
@@ -1107,6 +1109,14 @@ fail_mhd:
 fail_free:
 	free(a);
 	return rc;
+}
+
+int admin_bound(const struct admin *a, struct sockaddr_storage *out)
+{
+	if (!a || !out)
+		return -EINVAL;
+	*out = a->bound;
+	return 0;
 }
 
 void admin_stop(struct admin *a)
