@@ -2019,7 +2019,6 @@ static int warn_unimplemented(struct loader *ld)
 	    {SK_LOG_TIMESTAMPS, sv->log_timestamps, "stderr lines carry no timestamps"},
 	    {SK_ACCESS_LOG, sv->access_log_file != NULL,
 	     "access lines go to the log, not to the file"},
-	    {SK_ALLOW_DESTINATIONS, true, "there is no built-in destination policy to open"},
 	    {SK_RELOAD_ON_CHANGE, sv->reload_on_change, "reload with SIGHUP"},
 	    {SK_RELAY, sv->relay == CONF_RELAY_SPLICE, "relayed bytes are copied"},
 	};
