@@ -18,6 +18,8 @@
 #include "gen.h"
 
 struct session;
+struct authq;
+struct authq_throttle;
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -103,8 +105,8 @@ struct proxy {
 	bool pools_watched;	/* pools_async is open */
 	bool stopping;
 	int exit_code;
-	unsigned auth_running;				 /* password checks in the threadpool */
-	struct session *auth_wait_head, *auth_wait_tail; /* FIFO waiting for a slot */
+	struct authq *authq;		      /* password checks: capped, fair (authq.h) */
+	struct authq_throttle *auth_throttle; /* delays for repeated failures */
 	struct proxy_stats stats;
 	/* What a reload cannot change, as the process started with it. */
 	bool boot_admin_enabled;
