@@ -20,8 +20,9 @@ struct authq_client {
 
 struct authq {
 	struct authq_limits lim;
-	unsigned running, waiting, pending;
-	struct authq_client *clients; /* lim.total slots: no more can be pending */
+	unsigned running, waiting, pending, parked;
+	struct authq_entry *park_head, *park_tail; /* oldest first */
+	struct authq_client *clients;		   /* lim.total slots: no more can be pending */
 	struct authq_client *ring_head, *ring_tail;
 };
 
@@ -74,8 +75,9 @@ void authq_free(struct authq *q)
 	free(q);
 }
 
-/* A linear scan: at most lim.total (256) slots of 16-byte keys, once per
- * login that reached the slow path, next to a crypt() of tens of ms. */
+/* A linear scan: lim.total slots (1024 for the proxy: a few microseconds),
+ * once per login that reached the slow path, next to a crypt() of tens of
+ * ms. */
 static struct authq_client *client_get(struct authq *q, const uint8_t key[16], bool create)
 {
 	struct authq_client *free_slot = NULL;
@@ -130,7 +132,7 @@ int authq_submit(struct authq *q, struct authq_entry *e, const struct sockaddr *
 	if (!q || !e || e->state != AUTHQ_IDLE || authq__key(client, key) < 0)
 		return -EINVAL;
 	if (q->pending >= q->lim.total)
-		return -EBUSY;
+		return -ENOSPC;
 	c = client_get(q, key, true);
 	assert(c); /* pending < total, so a slot is free */
 	if (c->pending >= q->lim.per_client)
@@ -192,11 +194,62 @@ struct authq_entry *authq_done(struct authq *q, struct authq_entry *e)
 	return next;
 }
 
+static void park_unlink(struct authq *q, struct authq_entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		q->park_head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		q->park_tail = e->prev;
+	e->prev = e->next = NULL;
+	e->state = AUTHQ_IDLE;
+	q->parked--;
+}
+
+int authq_park(struct authq *q, struct authq_entry *e, const struct sockaddr *client)
+{
+	if (!q || !e || e->state != AUTHQ_IDLE || authq__key(client, e->key) < 0)
+		return -EINVAL;
+	e->client = NULL;
+	e->next = NULL;
+	e->prev = q->park_tail;
+	if (q->park_tail)
+		q->park_tail->next = e;
+	else
+		q->park_head = e;
+	q->park_tail = e;
+	e->state = AUTHQ_PARKED;
+	q->parked++;
+	return 0;
+}
+
+struct authq_entry *authq_unpark(struct authq *q, const struct sockaddr *client)
+{
+	uint8_t key[16];
+
+	if (!q || authq__key(client, key) < 0)
+		return NULL;
+	for (struct authq_entry *e = q->park_head; e; e = e->next) {
+		if (memcmp(e->key, key, 16) == 0) {
+			park_unlink(q, e);
+			return e;
+		}
+	}
+	return NULL;
+}
+
 void authq_cancel(struct authq *q, struct authq_entry *e)
 {
 	struct authq_client *c;
 	struct authq_entry **pp, *prev = NULL;
 
+	if (q && e && e->state == AUTHQ_PARKED) {
+		park_unlink(q, e);
+		return;
+	}
 	if (!q || !e || e->state != AUTHQ_WAITING)
 		return;
 	c = e->client;
@@ -223,6 +276,11 @@ unsigned authq_running(const struct authq *q)
 unsigned authq_waiting(const struct authq *q)
 {
 	return q ? q->waiting : 0;
+}
+
+unsigned authq_parked(const struct authq *q)
+{
+	return q ? q->parked : 0;
 }
 
 /* ---- failure throttle ---- */

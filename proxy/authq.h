@@ -6,7 +6,9 @@
  * login past handshake_timeout, so:
  *
  * - the queue caps pending checks (waiting + running) per client and in all;
- *   over a cap a login is refused at once (-EBUSY);
+ *   a login over its client's cap is parked: it takes no slot and runs no
+ *   crypt until a login of the same client succeeds (then it may pass from
+ *   the cache, or queue again); over the queue's cap it is refused;
  * - a free slot goes to the clients round-robin, not first come first served:
  *   a client with one login waiting is served after at most one check of
  *   each other waiting client;
@@ -34,9 +36,10 @@ struct authq_client;
 /* Embedded in the caller's per-login state; zero it before the first submit.
  * The fields are the queue's; `state` may be read. */
 struct authq_entry {
-	struct authq_entry *next;
+	struct authq_entry *prev, *next;
 	struct authq_client *client;
-	enum { AUTHQ_IDLE, AUTHQ_WAITING, AUTHQ_RUNNING } state;
+	uint8_t key[16]; /* parked: the client */
+	enum { AUTHQ_IDLE, AUTHQ_WAITING, AUTHQ_RUNNING, AUTHQ_PARKED } state;
 };
 
 struct authq_limits {
@@ -45,10 +48,13 @@ struct authq_limits {
 	unsigned total;	     /* pending in all, >= running and >= per_client */
 };
 
-/* Defaults for the proxy: 2 checks at once, 8 pending per client, 256 in all. */
+/* Defaults for the proxy: 2 checks at once (the threadpool also runs DNS
+ * lookups, which logins must not starve), 32 pending per client (room for a
+ * burst of one MTA's connections, whose waiting logins then pass from the
+ * cache the first check fills), 1024 in all. */
 #define AUTHQ_RUNNING	 2u
-#define AUTHQ_PER_CLIENT 8u
-#define AUTHQ_TOTAL	 256u
+#define AUTHQ_PER_CLIENT 32u
+#define AUTHQ_TOTAL	 1024u
 
 /* @return 0 and *out (free with authq_free), -EINVAL for limits out of range,
  *         -ENOMEM. */
@@ -63,7 +69,8 @@ void authq_free(struct authq *q);
  * @return 1: a slot is free, `e` is RUNNING: start the check now and call
  *            authq_done() when it ends;
  *         0: `e` is WAITING; a later authq_done() hands it out;
- *         -EBUSY: the client or the queue is at its cap, `e` stays IDLE;
+ *         -EBUSY: the client is at its cap, `e` stays IDLE (park it);
+ *         -ENOSPC: the queue is at its cap, `e` stays IDLE (refuse it);
  *         -EINVAL: bad arguments or `e` not IDLE. */
 int authq_submit(struct authq *q, struct authq_entry *e, const struct sockaddr *client);
 
@@ -72,14 +79,25 @@ int authq_submit(struct authq *q, struct authq_entry *e, const struct sockaddr *
  * start it, and call authq_done() for it too if that fails), or NULL. */
 struct authq_entry *authq_done(struct authq *q, struct authq_entry *e);
 
-/* Take WAITING `e` out of the queue (its client went away); `e` is IDLE.
- * A RUNNING check cannot be cancelled: call authq_done() when it returns.
- * IDLE is a no-op. */
+/* Take WAITING or PARKED `e` out of the queue (its client went away); `e`
+ * is IDLE. A RUNNING check cannot be cancelled: call authq_done() when it
+ * returns. IDLE is a no-op. */
 void authq_cancel(struct authq *q, struct authq_entry *e);
 
-/* Checks running now, and entries waiting now. */
+/* Set IDLE `e` of `client` aside after authq_submit() said -EBUSY; it is
+ * PARKED, in no cap, until authq_unpark() or authq_cancel().
+ * @return 0, or -EINVAL. */
+int authq_park(struct authq *q, struct authq_entry *e, const struct sockaddr *client);
+
+/* A login of `client` succeeded: @return its oldest parked entry, IDLE again
+ * (check the cache, else authq_submit() it), or NULL when none is left.
+ * Costs a walk of the parked entries. */
+struct authq_entry *authq_unpark(struct authq *q, const struct sockaddr *client);
+
+/* Checks running now, entries waiting now, entries parked now. */
 unsigned authq_running(const struct authq *q);
 unsigned authq_waiting(const struct authq *q);
+unsigned authq_parked(const struct authq *q);
 
 /* ---- failure throttle ---- */
 

@@ -187,11 +187,10 @@ static void test_authq_caps(void **state)
 	assert_int_equal(submit(q, &l[2], "2001:db8:1:1:ffff::9", 0), -EBUSY);
 	assert_int_equal(l[2].e.state, AUTHQ_IDLE);
 	assert_int_equal(submit(q, &l[2], "2001:db8:1:2::1", 1), 0);
-	/* v4-mapped is the IPv4 client. */
 	assert_int_equal(submit(q, &l[3], "192.0.2.1", 2), 0);
-	assert_int_equal(submit(q, &l[4], "::ffff:192.0.2.1", 2), -EBUSY);
-	/* total 4 pending: nobody else. */
-	assert_int_equal(submit(q, &l[4], "192.0.2.9", 3), -EBUSY);
+	/* total 4 pending: nobody else, whatever its own count. */
+	assert_int_equal(submit(q, &l[4], "::ffff:192.0.2.1", 2), -ENOSPC);
+	assert_int_equal(submit(q, &l[4], "192.0.2.9", 3), -ENOSPC);
 	struct authq_entry *e = authq_done(q, &l[0].e);
 	assert_ptr_equal(e, &l[1].e);
 	assert_int_equal(submit(q, &l[4], "::ffff:192.0.2.1", 2), 0);
@@ -199,6 +198,17 @@ static void test_authq_caps(void **state)
 		;
 	assert_int_equal(authq_running(q), 0);
 	assert_int_equal(authq_waiting(q), 0);
+	authq_free(q);
+
+	/* v4-mapped is the IPv4 client: one cap for both spellings. */
+	q = queue(1, 2, 8);
+	memset(l, 0, sizeof(l));
+	assert_int_equal(submit(q, &l[0], "192.0.2.1", 0), 1);
+	assert_int_equal(submit(q, &l[1], "::ffff:192.0.2.1", 0), 0);
+	assert_int_equal(submit(q, &l[2], "::ffff:192.0.2.1", 0), -EBUSY);
+	assert_int_equal(submit(q, &l[2], "192.0.2.1", 0), -EBUSY);
+	assert_ptr_equal(authq_done(q, &l[0].e), &l[1].e);
+	assert_null(authq_done(q, &l[1].e));
 	authq_free(q);
 }
 
@@ -237,6 +247,44 @@ static void test_authq_cancel(void **state)
 	authq_free(q);
 }
 
+/* Over its client's cap a login is parked: no slot, no cap, until a login
+ * of that client succeeds; parked entries of other clients stay. */
+static void test_authq_park(void **state)
+{
+	struct authq *q = queue(1, 1, 8);
+	struct sockaddr_storage a = sa("192.0.2.1"), b = sa("192.0.2.2"),
+				m = sa("::ffff:192.0.2.1");
+	struct login run = {0}, pa1 = {0}, pa2 = {0}, pb = {0}, other = {0};
+
+	(void)state;
+	assert_int_equal(submit(q, &run, "192.0.2.1", 0), 1);
+	assert_int_equal(submit(q, &pa1, "192.0.2.1", 0), -EBUSY);
+	assert_int_equal(authq_park(q, &pa1.e, (struct sockaddr *)&a), 0);
+	assert_int_equal(pa1.e.state, AUTHQ_PARKED);
+	assert_int_equal(authq_park(q, &pa1.e, (struct sockaddr *)&a), -EINVAL);
+	assert_int_equal(submit(q, &pa2, "192.0.2.1", 0), -EBUSY);
+	assert_int_equal(authq_park(q, &pa2.e, (struct sockaddr *)&m), 0);
+	assert_int_equal(authq_park(q, &pb.e, (struct sockaddr *)&b), 0);
+	assert_int_equal(authq_parked(q), 3);
+	/* Parked ones hold no pending count: another client still queues. */
+	assert_int_equal(submit(q, &other, "192.0.2.3", 2), 0);
+	/* The client's oldest first, only the client's. */
+	assert_ptr_equal(authq_unpark(q, (struct sockaddr *)&a), &pa1.e);
+	assert_int_equal(pa1.e.state, AUTHQ_IDLE);
+	authq_cancel(q, &pa2.e); /* its session closed while parked */
+	assert_int_equal(pa2.e.state, AUTHQ_IDLE);
+	assert_null(authq_unpark(q, (struct sockaddr *)&a));
+	assert_int_equal(authq_parked(q), 1);
+	assert_ptr_equal(authq_unpark(q, (struct sockaddr *)&b), &pb.e);
+	assert_null(authq_unpark(q, (struct sockaddr *)&b));
+	assert_int_equal(authq_parked(q), 0);
+	assert_null(authq_unpark(NULL, (struct sockaddr *)&b));
+	struct authq_entry *e = authq_done(q, &run.e);
+	assert_ptr_equal(e, &other.e);
+	assert_null(authq_done(q, e));
+	authq_free(q);
+}
+
 /* A model run: random submits, cancels and completions against a simple
  * reference of the caps and counters. */
 static void test_authq_model(void **state)
@@ -244,7 +292,7 @@ static void test_authq_model(void **state)
 	enum { N = 200, CLIENTS = 7 };
 	struct authq *q = queue(3, 4, 20);
 	struct login l[N];
-	unsigned pending[CLIENTS] = {0}, total = 0;
+	unsigned pending[CLIENTS] = {0}, total = 0, parked = 0;
 	char ip[32];
 
 	(void)state;
@@ -256,14 +304,33 @@ static void test_authq_model(void **state)
 		switch (l[i].e.state) {
 		case AUTHQ_IDLE: {
 			int rc = submit(q, &l[i], ip, c);
-			bool room = pending[c] < 4 && total < 20;
-			assert_int_equal(rc < 0, !room);
+			int want = total >= 20 ? -ENOSPC : pending[c] >= 4 ? -EBUSY : 0;
+			if (want < 0)
+				assert_int_equal(rc, want);
+			else
+				assert_true(rc == 0 || rc == 1);
 			if (rc >= 0) {
 				pending[c]++;
 				total++;
+			} else if (rc == -EBUSY && rand() % 2) {
+				struct sockaddr_storage ss = sa(ip);
+				assert_int_equal(authq_park(q, &l[i].e, (struct sockaddr *)&ss), 0);
+				parked++;
 			}
 			break;
 		}
+		case AUTHQ_PARKED:
+			if (rand() % 2) {
+				authq_cancel(q, &l[i].e);
+			} else {
+				struct sockaddr_storage ss = sa(ip);
+				struct authq_entry *e = authq_unpark(q, (struct sockaddr *)&ss);
+				assert_non_null(e); /* at least this one is parked */
+				assert_int_equal(e->state, AUTHQ_IDLE);
+				assert_int_equal(((struct login *)e)->client % CLIENTS, c);
+			}
+			parked--;
+			break;
 		case AUTHQ_WAITING:
 			authq_cancel(q, &l[i].e);
 			pending[c]--;
@@ -280,6 +347,7 @@ static void test_authq_model(void **state)
 		}
 		assert_true(authq_running(q) <= 3);
 		assert_int_equal(authq_running(q) + authq_waiting(q), total);
+		assert_int_equal(authq_parked(q), parked);
 		/* Work-conserving: nobody waits while a slot is free. */
 		assert_true(authq_waiting(q) == 0 || authq_running(q) == 3);
 	}
@@ -342,6 +410,7 @@ int main(void)
 	    cmocka_unit_test(test_authq_round_robin_order),
 	    cmocka_unit_test(test_authq_caps),
 	    cmocka_unit_test(test_authq_cancel),
+	    cmocka_unit_test(test_authq_park),
 	    cmocka_unit_test(test_authq_model),
 	    cmocka_unit_test(test_authq_throttle),
 	    cmocka_unit_test(test_authq_key),
