@@ -343,10 +343,10 @@ static void render_metrics(struct admin *a, struct buf *b)
 		    "Failed logins answered after a delay for repeated failures from the client.");
 	buf_printf(b, "sockpool_auth_failures_delayed_total %llu\n",
 		   (unsigned long long)st->auth_delayed);
-	metric_head(
-	    b, "auth_queue_refused_total", "counter",
-	    "Logins refused because the client or the password-check queue was at its cap.");
-	buf_printf(b, "sockpool_auth_queue_refused_total %llu\n",
+	metric_head(b, "auth_queue_full_total", "counter",
+		    "Logins that found their client's cap of pending password checks (parked "
+		    "until a login of the client succeeds) or the whole queue's (refused).");
+	buf_printf(b, "sockpool_auth_queue_full_total %llu\n",
 		   (unsigned long long)st->auth_queue_full);
 	metric_head(b, "admin_connections_evicted_total", "counter",
 		    "Idle admin connections closed to make room for new ones.");

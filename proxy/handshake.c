@@ -237,43 +237,76 @@ static struct session *session_of_entry(struct authq_entry *e)
 	return container_of(e, struct session_hs, authq)->s;
 }
 
-/* Start the check of `s`, which the queue has made RUNNING; when the
- * threadpool refuses, fail it and start the next one instead. */
+/* Start the check of `s`, which the queue has made RUNNING. A login that
+ * waited may find the cache filled by an earlier check of the same
+ * credentials (a burst of one MTA's connections after a start or reload):
+ * it passes without a crypt of its own. When the threadpool refuses, it
+ * fails. Either way the slot goes to the next one. */
 static void auth_start(struct session *s)
 {
 	struct proxy *px = s->px;
 
 	while (s) {
 		struct authq_entry *next;
+		bool hit =
+		    auth_check_cached(s->gen->auth, s->h->user, s->h->pass, s->h->plen) == AUTH_OK;
 
-		if (uv_queue_work(px->loop, &s->h->auth_work, on_auth_work, on_auth_work_done) ==
-		    0) {
+		if (!hit && uv_queue_work(px->loop, &s->h->auth_work, on_auth_work,
+					  on_auth_work_done) == 0) {
 			s->refs++;
 			return;
 		}
 		next = authq_done(px->authq, &s->h->authq);
-		auth_done(s, false, false);
+		auth_done(s, hit, true);
 		s = next ? session_of_entry(next) : NULL;
 	}
 }
 
 /* Run the slow check now if a slot is free, else queue the session behind
- * the other clients' logins (round-robin per client address, capped). */
-static void auth_submit(struct session *s)
+ * the other clients' logins (round-robin per client address, capped); over
+ * its client's cap park it, over the queue's refuse it.
+ * @return false when it was parked. */
+static bool auth_submit(struct session *s)
 {
 	struct proxy *px = s->px;
-	int rc = authq_submit(px->authq, &s->h->authq, (const struct sockaddr *)&s->peer);
+	const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
+	int rc = authq_submit(px->authq, &s->h->authq, peer);
 
 	if (rc == 1) {
 		auth_start(s);
-		return;
+		return true;
 	}
 	if (rc == 0)
-		return;
+		return true;
 	px->stats.auth_queue_full++;
+	if (rc == -EBUSY && authq_park(px->authq, &s->h->authq, peer) == 0) {
+		log_debug("session",
+			  "id=%llu client=%s login parked: the client's password "
+			  "checks are at their cap",
+			  (unsigned long long)s->id, s->peer_str);
+		return false;
+	}
 	log_debug("session", "id=%llu client=%s login refused: too many password checks pending",
 		  (unsigned long long)s->id, s->peer_str);
 	auth_done(s, false, false);
+	return true;
+}
+
+/* A login of `peer` passed a real check, so the cache may now hold what its
+ * parked logins send: let them pass, or queue again while there is room. */
+static void auth_unpark(struct proxy *px, const struct sockaddr_storage *peer)
+{
+	unsigned n = authq_parked(px->authq); /* each parked login at most once */
+	struct authq_entry *e;
+
+	while (n-- > 0 && (e = authq_unpark(px->authq, (const struct sockaddr *)peer))) {
+		struct session *p = session_of_entry(e);
+
+		if (auth_check_cached(p->gen->auth, p->h->user, p->h->pass, p->h->plen) == AUTH_OK)
+			auth_done(p, true, true);
+		else if (!auth_submit(p))
+			break; /* parked again: the client is at its cap */
+	}
 }
 
 static void on_auth_work(uv_work_t *w)
@@ -338,14 +371,16 @@ static void on_auth_work_done(uv_work_t *w, int status)
 {
 	struct session *s = container_of(w, struct session_hs, auth_work)->s;
 	struct authq_entry *next = authq_done(s->px->authq, &s->h->authq);
+	bool ok = status == 0 && s->h->auth_ok;
 
 	if (next)
 		auth_start(session_of_entry(next));
-	if (s->state == S_AUTH_CHECK) {
-		if (status == 0 && s->h->auth_ok)
-			auth_cache_put(s->gen->auth, s->h->user, s->h->pass, s->h->plen);
-		auth_done(s, status == 0 && s->h->auth_ok, true);
-	}
+	if (ok)
+		auth_cache_put(s->gen->auth, s->h->user, s->h->pass, s->h->plen);
+	if (s->state == S_AUTH_CHECK)
+		auth_done(s, ok, true);
+	if (ok)
+		auth_unpark(s->px, &s->peer);
 	session_unref(s);
 }
 

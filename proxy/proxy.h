@@ -81,7 +81,7 @@ struct proxy_stats {
 	uint64_t stalled;	     /* relays reset by stall_timeout */
 	uint64_t dest_denied;	     /* requests refused by the destination policy */
 	uint64_t auth_delayed;	     /* failed logins answered after a throttle delay */
-	uint64_t auth_queue_full;    /* logins refused: password-check queue at a cap */
+	uint64_t auth_queue_full;    /* logins over a password-check cap: parked or refused */
 };
 
 void proxy_hist_observe(struct proxy_hist *h, double ms);

@@ -310,6 +310,9 @@ class AuthTiming(ProxyCase):
                         "median unknown %.2f ms, wrong password %.2f ms" % (mu * 1e3, mw * 1e3))
 
     def test_flood_does_not_delay_another_address(self):
+        # Checks of tens of ms: served first come first served, 600 of them
+        # would take seconds.
+        self.hash = slow_hash("good-pw", rounds=50000)
         proxy = self.start()
         admin = admin_addr(proxy)
         stop = threading.Event()
@@ -338,12 +341,33 @@ class AuthTiming(ProxyCase):
         self.addCleanup(t.join, 20)
         self.addCleanup(stop.set)
         wait_until(lambda: sent[0] >= 600 or not t.is_alive(), 30, what="600 bad logins sent")
-        wait_until(lambda: metric(admin, "sockpool_auth_queue_refused_total") > 0, 10,
-                   what="the queue refusing the flood's excess")
+        wait_until(lambda: metric(admin, "sockpool_auth_queue_full_total") > 0, 10,
+                   what="the flood's excess parked at the client's cap")
         ok, secs = login(proxy.addr, "mta1", "good-pw", source="127.0.0.2")
         self.assertTrue(ok)
         self.assertLess(secs, 1.0, "a good login from another address took %.2f s" % secs)
         stop.set()
+
+    def test_burst_of_one_client_all_pass(self):
+        # 40 uncached logins at once from one address (an MTA after a start
+        # or reload): past the client's cap of 32 pending checks they are
+        # parked, and all pass once the first check has filled the cache.
+        self.hash = slow_hash("good-pw")
+        proxy = self.start()
+        admin = admin_addr(proxy)
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        t0 = time.monotonic()
+        for _ in range(40):
+            s = connect_to(proxy.addr, "127.0.0.1", 15)
+            s.sendall(greeting((2,)) + userpass("mta1", "good-pw"))
+            socks.append(s)
+        for i, s in enumerate(socks):
+            self.assertEqual(recv_exact(s, 2), b"\x05\x02")
+            self.assertEqual(recv_exact(s, 2), b"\x01\x00", "login %d of the burst" % i)
+        self.assertLess(time.monotonic() - t0, 8.0)
+        self.assertGreaterEqual(metric(admin, "sockpool_auth_queue_full_total"), 1,
+                                "the burst never reached the client's cap")
 
     def test_repeated_failures_are_slowed_and_counted(self):
         proxy = self.start()
