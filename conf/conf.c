@@ -2066,14 +2066,32 @@ static int warn_lost_items(struct loader *ld)
 	return 0;
 }
 
+/* Whether a `source=same` listener can egress from source `s`: one on a
+ * wildcard address from any, one on an address from the source of it. */
+static bool same_listener_uses(const struct conf *c, const struct conf_source *s)
+{
+	for (size_t i = 0; i < c->server.n_listens; i++) {
+		const struct conf_listen *l = &c->server.listens[i];
+		if (!l->source_same)
+			continue;
+		if (conf__addr_is_any(&l->addr) ||
+		    (s->kind == CONF_SOURCE_ADDRESS && conf__addr_same_host(&s->addr, &l->addr)) ||
+		    (s->kind == CONF_SOURCE_PREFIX &&
+		     conf__cidr_contains(&s->prefix, (const struct sockaddr *)&l->addr)))
+			return true;
+	}
+	return false;
+}
+
 /* A named source in no pool is picked by no request: only a KumoMTA BIND
- * or a source=same listener can use it, which is seldom what was meant. */
+ * can use it (or a source=same listener, which is then what it is for), and
+ * that is seldom what was meant. */
 static int warn_unused_sources(struct loader *ld)
 {
 	const struct conf *c = ld->c;
 
 	for (size_t i = 0; i < c->n_sources; i++) {
-		bool used = c->sources[i].anonymous;
+		bool used = c->sources[i].anonymous || same_listener_uses(c, &c->sources[i]);
 		for (size_t p = 0; p < c->n_pools && !used; p++)
 			for (size_t e = 0; e < c->pools[p].n_entries && !used; e++)
 				used = c->pools[p].entries[e].source == i;

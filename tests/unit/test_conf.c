@@ -1711,6 +1711,19 @@ static void test_unused_source_warned(void **state)
 		    "[pool p]\nsource = ip-1\n[pool q]\nsource = ip-2 weight=0, ip-1\n");
 	assert_int_equal(warnings_with(c, "no pool uses"), 0);
 	conf_free(c);
+	/* A source=same listener on its address, or on a wildcard, uses it. */
+	c = load_ok("[server]\nlisten = 192.0.2.2:1082 source=same\n" TWO_SOURCES
+		    "[pool p]\nsource = ip-1\n");
+	assert_int_equal(warnings_with(c, "no pool uses"), 0);
+	conf_free(c);
+	c = load_ok("[server]\nlisten = 0.0.0.0:1082 source=same\n" TWO_SOURCES
+		    "[pool p]\nsource = ip-1\n");
+	assert_int_equal(warnings_with(c, "no pool uses"), 0);
+	conf_free(c);
+	c = load_ok("[server]\nlisten = 192.0.2.1:1082 source=same\n" TWO_SOURCES
+		    "[pool p]\nsource = ip-1\n");
+	assert_int_equal(warnings_with(c, "[source \"ip-2\"]: no pool uses"), 1);
+	conf_free(c);
 	/* Without [pool] every source is in the implicit one. */
 	c = load_ok(TWO_SOURCES);
 	assert_int_equal(c->n_warnings, 0);
