@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* getline, explicit_bzero */
 #endif
 #include <errno.h>
+#include <grp.h>
 #include <ini.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -15,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -185,6 +189,13 @@ struct pool_item {
 	unsigned line;
 };
 
+/* A pool `source` line whose ` ;` comment starts with what may be a source. */
+struct lost_item {
+	unsigned line;
+	size_t pool;
+	char token[72];
+};
+
 struct pool_meta {
 	struct keyset ks;
 	struct pool_item *items;
@@ -219,6 +230,10 @@ struct loader {
 	unsigned server_line;
 	struct policy defaults;
 	unsigned defaults_line;
+	struct lost_item *lost; /* `source = a ; b` candidates, checked at the end */
+	size_t n_lost, lost_cap;
+	bool has_stat; /* st is the file's (conf_load_file) */
+	struct stat st;
 };
 
 static bool has(const struct keyset *ks, unsigned id)
@@ -705,6 +720,57 @@ static bool key_char(char c)
 	return name_char(c) && c != '-';
 }
 
+static bool key_is(struct conf__span key, const char *name)
+{
+	return key.len == strlen(name) && memcmp(key.p, name, key.len) == 0;
+}
+
+/* inih reads ` ;` as the start of a comment, also on a list key, where
+ * `source = ip-1 ; ip-2` then silently loses ip-2. When the comment starts
+ * with what looks like one more item, say so: an address or network on the
+ * [server] lists now, a pool entry at the end (when the sources are known).
+ * @return 0, or -ENOMEM. */
+static int lost_item_check(struct loader *ld, struct conf__span key, struct conf__span comment)
+{
+	struct conf__span c = conf__trim(comment), tok;
+	struct sockaddr_storage ss;
+	struct conf_cidr net;
+	size_t n = 0;
+	bool lost;
+
+	while (n < c.len && !conf__is_blank(c.p[n]) && c.p[n] != ',' && c.p[n] != ';')
+		n++;
+	tok = (struct conf__span){c.p, n};
+	if (!tok.len)
+		return 0;
+	if (ld->sect == SECT_POOL && key_is(key, "source")) {
+		if (tok.len >= sizeof(ld->lost[0].token))
+			return 0;
+		GROW(ld, ld->lost, ld->lost_cap, ld->n_lost + 1);
+		struct lost_item *it = &ld->lost[ld->n_lost++];
+		it->line = ld->line;
+		it->pool = ld->idx;
+		memcpy(it->token, tok.p, tok.len);
+		it->token[tok.len] = '\0';
+		return 0;
+	}
+	if (ld->sect != SECT_SERVER)
+		return 0;
+	if (key_is(key, "listen"))
+		lost = conf__parse_addr_port(tok, true, &ss) == 0;
+	else if (key_is(key, "allow") || key_is(key, "deny_destinations") ||
+		 key_is(key, "allow_destinations"))
+		lost = conf__parse_cidr(tok, &net) == 0;
+	else
+		return 0;
+	if (!lost)
+		return 0;
+	return warn(ld,
+		    "%s:%u: [server] %.*s: ' ;' starts a comment, so '%.*s' is not in the "
+		    "list; a list item probably lost: write `a; b` without a blank before ';'",
+		    ld->name, ld->line, (int)key.len, key.p, (int)tok.len, tok.p);
+}
+
 /* Hands inih one line at a time, already reduced to what matters: no
  * comment, no leading blanks (so inih never sees a continuation line), no
  * BOM, no CR. Section headers are handled here (inih would truncate long
@@ -735,8 +801,10 @@ static char *on_read(char *str, int num, void *stream)
 	str[0] = '\0';
 	if (!s.len || s.p[0] == ';' || s.p[0] == '#')
 		return str;
+	struct conf__span comment = {NULL, 0};
 	for (size_t i = 1; i < s.len; i++) {
 		if (s.p[i] == ';' && conf__is_blank(s.p[i - 1])) {
+			comment = (struct conf__span){s.p + i + 1, s.len - i - 1};
 			s.len = i;
 			break;
 		}
@@ -771,6 +839,8 @@ static char *on_read(char *str, int num, void *stream)
 		     (int)s.len, s.p);
 		return NULL;
 	}
+	if (comment.p && lost_item_check(ld, key, comment) < 0)
+		return NULL;
 	memcpy(str, s.p, s.len);
 	str[s.len] = '\0';
 	return str;
@@ -1945,7 +2015,6 @@ static int warn_unimplemented(struct loader *ld)
 		bool applies;
 		const char *what;
 	} rows[] = {
-	    {SK_ALLOW_DESTINATIONS, true, "there is no built-in destination policy to open"},
 	    {SK_RELAY, sv->relay == CONF_RELAY_SPLICE, "relayed bytes are copied"},
 	};
 
@@ -1972,6 +2041,131 @@ static int warn_unimplemented(struct loader *ld)
 	return 0;
 }
 
+/* `source = ip-1 ; ip-2`: ip-2 is a comment to inih; warn when it names a
+ * source or is an address. */
+static int warn_lost_items(struct loader *ld)
+{
+	for (size_t i = 0; i < ld->n_lost; i++) {
+		const struct lost_item *it = &ld->lost[i];
+		struct sockaddr_storage ss;
+		if (conf_find_source(ld->c, it->token) < 0 &&
+		    conf__parse_addr(conf__span_of(it->token), &ss) != 0)
+			continue;
+		if (warn(ld,
+			 "%s:%u: [pool \"%s\"] source: ' ;' starts a comment, so '%s' is not in "
+			 "the pool; a list item probably lost: write `a; b` without a blank before "
+			 "';'",
+			 ld->name, it->line, ld->c->pools[it->pool].name, it->token))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Whether a `source=same` listener can egress from source `s`: one on a
+ * wildcard address from any, one on an address from the source of it. */
+static bool same_listener_uses(const struct conf *c, const struct conf_source *s)
+{
+	for (size_t i = 0; i < c->server.n_listens; i++) {
+		const struct conf_listen *l = &c->server.listens[i];
+		if (!l->source_same)
+			continue;
+		if (conf__addr_is_any(&l->addr) ||
+		    (s->kind == CONF_SOURCE_ADDRESS && conf__addr_same_host(&s->addr, &l->addr)) ||
+		    (s->kind == CONF_SOURCE_PREFIX &&
+		     conf__cidr_contains(&s->prefix, (const struct sockaddr *)&l->addr)))
+			return true;
+	}
+	return false;
+}
+
+/* A named source in no pool is picked by no request: only a KumoMTA BIND
+ * can use it (or a source=same listener, which is then what it is for), and
+ * that is seldom what was meant. */
+static int warn_unused_sources(struct loader *ld)
+{
+	const struct conf *c = ld->c;
+
+	for (size_t i = 0; i < c->n_sources; i++) {
+		bool used = c->sources[i].anonymous || same_listener_uses(c, &c->sources[i]);
+		for (size_t p = 0; p < c->n_pools && !used; p++)
+			for (size_t e = 0; e < c->pools[p].n_entries && !used; e++)
+				used = c->pools[p].entries[e].source == i;
+		if (!used &&
+		    warn(ld,
+			 "%s:%u: [source \"%s\"]: no pool uses this source; only BIND "
+			 "and source=same requests can reach it; add it to a pool with "
+			 "'source = %s'",
+			 ld->name, c->sources[i].line, c->sources[i].name, c->sources[i].name))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static bool has_secrets(const struct conf *c)
+{
+	if (c->server.admin_token && c->server.admin_token[0])
+		return true;
+	for (size_t i = 0; i < c->n_users; i++)
+		if (c->users[i].password || c->users[i].password_hash)
+			return true;
+	for (size_t i = 0; i < c->n_sources; i++)
+		if (c->sources[i].proxy_password)
+			return true;
+	return false;
+}
+
+/* `user =` drops privileges after start, and a reload reads the file again
+ * as that user: say so now when it could not. */
+static int warn_user_cannot_read(struct loader *ld, const char *user)
+{
+	struct passwd pwbuf, *pw = NULL;
+	char buf[4096], blocker[PATH_MAX];
+	gid_t groups[256];
+	int n = (int)(sizeof(groups) / sizeof(groups[0]));
+
+	if (getpwnam_r(user, &pwbuf, buf, sizeof(buf), &pw) != 0 || !pw)
+		return warn(ld, "%s:%u: [server] user: no user named '%s' on this host", ld->name,
+			    ld->server.line[SK_USER], user);
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+		n = 0; /* more than 256 groups: judge by the primary one */
+	struct conf__cred cred = {pw->pw_uid, pw->pw_gid, groups, (size_t)n};
+	if (conf__may_read(ld->c->path, &cred, blocker, sizeof(blocker)) != 0)
+		return 0;
+	struct stat st;
+	bool dir = stat(blocker, &st) == 0 && S_ISDIR(st.st_mode);
+	struct group *gr = getgrgid(pw->pw_gid);
+	char fix[3 * PATH_MAX];
+	if (dir)
+		snprintf(fix, sizeof(fix), "let it search %s (chmod o+x, or a group it is in)",
+			 blocker);
+	else
+		snprintf(fix, sizeof(fix), "e.g. chgrp %s %s && chmod 0640 %s",
+			 gr ? gr->gr_name : "GROUP", blocker, blocker);
+	return warn(ld,
+		    "%s:%u: [server] user: '%s' (uid %u) cannot read %s, so a reload (SIGHUP) "
+		    "will fail; %s",
+		    ld->name, ld->server.line[SK_USER], user, (unsigned)pw->pw_uid,
+		    dir ? "the file: a directory on its path is closed to it" : blocker, fix);
+}
+
+/* What only the file itself can tell: who may read it. */
+static int warn_file_access(struct loader *ld)
+{
+	const struct conf *c = ld->c;
+
+	if (!ld->has_stat)
+		return 0;
+	if ((ld->st.st_mode & S_IROTH) && has_secrets(c) &&
+	    warn(ld,
+		 "%s: every user of this host can read it (mode %04o) and it holds passwords or "
+		 "tokens; chmod o-r %s",
+		 ld->name, (unsigned)(ld->st.st_mode & 07777), ld->name))
+		return -ENOMEM;
+	if (c->server.user && warn_user_cannot_read(ld, c->server.user))
+		return -ENOMEM;
+	return 0;
+}
+
 static int resolve(struct loader *ld)
 {
 	int rc = check_named_sources(ld);
@@ -1984,6 +2178,12 @@ static int resolve(struct loader *ld)
 		rc = resolve_server(ld);
 	if (!rc)
 		rc = warn_unimplemented(ld);
+	if (!rc)
+		rc = warn_lost_items(ld);
+	if (!rc)
+		rc = warn_unused_sources(ld);
+	if (!rc)
+		rc = warn_file_access(ld);
 	return rc;
 }
 
@@ -2080,6 +2280,7 @@ static int loader_finish(struct loader *ld, struct conf **out)
 	free(ld->pool_meta);
 	free(ld->src_meta);
 	free(ld->user_meta);
+	free(ld->lost);
 	free(ld->lbuf);
 	conf_free(ld->c);
 	return rc;
@@ -2117,6 +2318,7 @@ int conf_load_file(const char *path, struct conf **out, char *err, size_t errlen
 	}
 	if (loader_init(&ld, path, err, errlen) == 0) {
 		ld.fp = fp;
+		ld.has_stat = fstat(fileno(fp), &ld.st) == 0;
 		parse(&ld);
 	}
 	fclose(fp);

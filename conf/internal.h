@@ -2,6 +2,9 @@
 #ifndef SOCKPOOL_CONF_INTERNAL_H
 #define SOCKPOOL_CONF_INTERNAL_H
 
+#include <stdio.h>
+#include <sys/types.h>
+
 #include "conf.h"
 
 /* A piece of a longer string: not NUL-terminated. */
@@ -40,5 +43,21 @@ const char *conf__duration_str(uint64_t ms, char *buf, size_t len);
 /* `immediate` or `3/1m`. */
 const char *conf__threshold_str(const struct conf_threshold *t, char *buf, size_t len);
 const char *conf__cidr_str(const struct conf_cidr *net, char *buf, size_t len);
+
+/* Whose access conf__may_read checks: a uid with its primary and
+ * supplementary groups (borrowed). */
+struct conf__cred {
+	uid_t uid;
+	gid_t gid;
+	const gid_t *groups;
+	size_t n_groups;
+};
+
+/* Whether `cred` can read `path` by the mode bits (ACLs are not looked at):
+ * search permission on every directory of its real path, read permission on
+ * the file; uid 0 always can. On 0 `blocker` names the directory or file in
+ * the way.
+ * @return 1 yes, 0 no, or -errno (the path cannot be resolved). */
+int conf__may_read(const char *path, const struct conf__cred *cred, char *blocker, size_t len);
 
 #endif

@@ -27,12 +27,28 @@
 #include "version.h"
 
 /* Largest body we build; a /metrics of 10k sources is a few MiB. */
-#define ADMIN_BODY_MAX	     (32u << 20)
-#define ADMIN_CONN_LIMIT     64u
-#define ADMIN_CONN_PER_IP    16u
-#define ADMIN_CONN_TIMEOUT_S 15u
+#define ADMIN_BODY_MAX (32u << 20)
+/* Connections: MHD refuses past the hard limits; past the soft ones a new
+ * connection makes room by closing the longest idle one (of its own address
+ * for the per-address limit), so held or trickling connections cannot
+ * starve /healthz, not even from the address they come from. */
+#define ADMIN_CONN_LIMIT     128u
+#define ADMIN_CONN_PER_IP    64u
+#define ADMIN_CONN_SOFT	     48u
+#define ADMIN_CONN_SOFT_IP   8u
+#define ADMIN_CONN_TIMEOUT_S 5u
 #define ADMIN_CONN_MEMORY    (32u * 1024u)
 #define ADMIN_NAME_MAX	     256
+
+/* One admin connection, from MHD's connection notifications; the list is in
+ * order of last use, least recent first. */
+struct admin_conn {
+	struct admin_conn *prev, *next;
+	struct MHD_Connection *c;
+	uint8_t ip[16];
+	bool busy;    /* a request is being answered */
+	bool evicted; /* shut down to make room, MHD closes it */
+};
 
 struct admin {
 	struct proxy *px;
@@ -42,6 +58,10 @@ struct admin {
 	unsigned handles_open;
 	bool stopping;
 	char addr_str[64];
+	struct sockaddr_storage bound;
+	struct admin_conn *conn_head, *conn_tail;
+	unsigned n_conns;
+	uint64_t evicted; /* connections closed to make room */
 };
 
 /* ---- a bounded growing text buffer ---- */
@@ -326,6 +346,25 @@ static void render_metrics(struct admin *a, struct buf *b)
 		   (unsigned long long)st->bytes_up);
 	buf_printf(b, "sockpool_bytes_total{direction=\"down\"} %llu\n",
 		   (unsigned long long)st->bytes_down);
+
+	metric_head(b, "destinations_denied_total", "counter",
+		    "Requests refused by the destination policy (own ports, local addresses, "
+		    "deny_destinations).");
+	buf_printf(b, "sockpool_destinations_denied_total %llu\n",
+		   (unsigned long long)st->dest_denied);
+	metric_head(b, "auth_failures_delayed_total", "counter",
+		    "Failed logins answered after a delay for repeated failures from the client.");
+	buf_printf(b, "sockpool_auth_failures_delayed_total %llu\n",
+		   (unsigned long long)st->auth_delayed);
+	metric_head(b, "auth_queue_full_total", "counter",
+		    "Logins that found their client's cap of pending password checks (parked "
+		    "until a login of the client succeeds) or the whole queue's (refused).");
+	buf_printf(b, "sockpool_auth_queue_full_total %llu\n",
+		   (unsigned long long)st->auth_queue_full);
+	metric_head(b, "admin_connections_evicted_total", "counter",
+		    "Idle admin connections closed to make room for new ones.");
+	buf_printf(b, "sockpool_admin_connections_evicted_total %llu\n",
+		   (unsigned long long)a->evicted);
 
 	metric_hist(b, "handshake_duration_seconds", "Time from accept to a parsed SOCKS request.",
 		    &st->handshake);
@@ -755,6 +794,132 @@ static void log_safe(const char *in, char *out, size_t len)
 	out[i] = '\0';
 }
 
+/* ---- admin connections: make room instead of refusing ---- */
+
+static void ip_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa && sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa && sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+static void conn_unlink(struct admin *a, struct admin_conn *k)
+{
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		a->conn_head = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	else
+		a->conn_tail = k->prev;
+	k->prev = k->next = NULL;
+}
+
+static void conn_append(struct admin *a, struct admin_conn *k)
+{
+	k->prev = a->conn_tail;
+	k->next = NULL;
+	if (a->conn_tail)
+		a->conn_tail->next = k;
+	else
+		a->conn_head = k;
+	a->conn_tail = k;
+}
+
+static struct admin_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+static void conn_set_busy(struct MHD_Connection *c, bool busy)
+{
+	struct admin_conn *k = conn_of(c);
+
+	if (k)
+		k->busy = busy;
+}
+
+/* Close the least recently used idle connection (of address `ip` when not
+ * NULL), other than `except`: shut its socket down, and MHD closes it when
+ * it next looks at it. */
+static void conn_evict(struct admin *a, const uint8_t *ip, const struct admin_conn *except)
+{
+	for (struct admin_conn *k = a->conn_head; k; k = k->next) {
+		const union MHD_ConnectionInfo *ci;
+		if (k == except || k->busy || k->evicted || (ip && memcmp(k->ip, ip, 16) != 0))
+			continue;
+		ci = MHD_get_connection_info(k->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!ci)
+			continue;
+		shutdown(ci->connect_fd, SHUT_RDWR);
+		k->evicted = true;
+		a->evicted++;
+		log_debug("admin", "closed an idle connection to make room open=%u", a->n_conns);
+		return;
+	}
+}
+
+static void on_mhd_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			      enum MHD_ConnectionNotificationCode toe)
+{
+	struct admin *a = cls;
+	struct admin_conn *k = *socket_context;
+	const union MHD_ConnectionInfo *ci;
+	unsigned same_ip = 0, live = 0;
+
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (k) {
+			conn_unlink(a, k);
+			a->n_conns--;
+			free(k);
+			*socket_context = NULL;
+		}
+		return;
+	}
+	k = calloc(1, sizeof *k);
+	if (!k)
+		return; /* untracked: it just cannot be evicted */
+	k->c = c;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	ip_key(ci ? ci->client_addr : NULL, k->ip);
+	for (struct admin_conn *o = a->conn_head; o; o = o->next) {
+		live += !o->evicted;
+		same_ip += !o->evicted && memcmp(o->ip, k->ip, 16) == 0;
+	}
+	conn_append(a, k);
+	a->n_conns++;
+	*socket_context = k;
+	if (same_ip >= ADMIN_CONN_SOFT_IP)
+		conn_evict(a, k->ip, k);
+	else if (live >= ADMIN_CONN_SOFT)
+		conn_evict(a, NULL, k);
+}
+
+/* A request was answered: the connection is idle again, and the most
+ * recently used. */
+static void on_mhd_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			     enum MHD_RequestTerminationCode toe)
+{
+	struct admin *a = cls;
+	struct admin_conn *k = conn_of(c);
+
+	(void)con_cls;
+	(void)toe;
+	if (!k)
+		return;
+	k->busy = false;
+	conn_unlink(a, k);
+	conn_append(a, k);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -772,6 +937,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	 * kept. Answering on the last call keeps the connection reusable. */
 	if (!*con_cls) {
 		*con_cls = a;
+		conn_set_busy(c, true);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -907,12 +1073,15 @@ int admin_start(struct proxy *px, const struct sockaddr *addr, struct admin **ou
 		goto fail_free;
 	}
 	conf_addr_str((const struct sockaddr *)&bound, a->addr_str, sizeof a->addr_str);
+	a->bound = bound;
 	a->mhd = MHD_start_daemon(
 	    MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, a,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, a, MHD_OPTION_LISTEN_SOCKET, fd,
-	    MHD_OPTION_CONNECTION_LIMIT, ADMIN_CONN_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	    ADMIN_CONN_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT, ADMIN_CONN_TIMEOUT_S,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY, MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_CONNECTION, on_mhd_connection, a, MHD_OPTION_NOTIFY_COMPLETED,
+	    on_mhd_completed, a, MHD_OPTION_CONNECTION_LIMIT, ADMIN_CONN_LIMIT,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, ADMIN_CONN_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+	    ADMIN_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
+	    MHD_OPTION_END);
 	if (!a->mhd) {
 		/* Some failure paths of MHD close the socket they were given, some do
 		 * not. No other thread can have reused the number in between: the
@@ -953,6 +1122,14 @@ fail_mhd:
 fail_free:
 	free(a);
 	return rc;
+}
+
+int admin_bound(const struct admin *a, struct sockaddr_storage *out)
+{
+	if (!a || !out)
+		return -EINVAL;
+	*out = a->bound;
+	return 0;
 }
 
 void admin_stop(struct admin *a)

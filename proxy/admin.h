@@ -27,6 +27,10 @@ struct admin;
  *         HTTP daemon did not start). On error nothing is left open. */
 int admin_start(struct proxy *px, const struct sockaddr *addr, struct admin **out);
 
+/* The address the admin endpoint is bound to (its real port).
+ * @return 0, or -EINVAL for NULL arguments. */
+int admin_bound(const struct admin *a, struct sockaddr_storage *out);
+
 /* Stop serving: close the listening socket and every admin connection now,
  * and close the libuv handles; the admin frees itself in their close
  * callbacks, so the loop must run once more. `a` is invalid afterwards.

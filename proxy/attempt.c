@@ -12,6 +12,7 @@
 #include "classify.h"
 #include "egress.h"
 #include "gen.h"
+#include "guard.h"
 #include "log.h"
 #include "session.h"
 #include "throttle.h"
@@ -62,12 +63,23 @@ static void next_dest(struct session *s, uint8_t rep)
 	attempt_src_drop(s);
 }
 
-/* The destination policy, for every destination address about to be tried:
- * a literal one from the request and each one a domain resolved to.
+/* The destination policy (SPEC 4.5, dstpolicy.h), for every destination
+ * address about to be tried: a literal one from the request and each one a
+ * domain resolved to. A refusal is a DEBUG line here; the request is counted
+ * once when it is answered 0x02.
  * @return true when sockpool may connect to `sa` for this session. */
 static bool dest_allowed(const struct session *s, const struct sockaddr *sa)
 {
-	return !conf_cidr_list_match(&s->gen->conf->server.deny_destinations, sa);
+	enum dstpolicy_verdict v =
+	    guard_destination(s->px, s->gen->conf, (const struct sockaddr *)&s->peer, sa);
+	char addr[64];
+
+	if (v == DSTPOLICY_ALLOW)
+		return true;
+	log_debug("session", "id=%llu client=%s dest=%s address=%s refused: %s",
+		  (unsigned long long)s->id, s->peer_str, LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN),
+		  conf_addr_str(sa, addr, sizeof addr), dstpolicy_verdict_str(v));
+	return false;
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
@@ -101,9 +113,7 @@ void attempt_begin(struct session *s)
 	}
 	socks5_addr_to_sockaddr(&s->h->req.dst, &ss, &slen);
 	if (!dest_allowed(s, (struct sockaddr *)&ss)) {
-		log_info("session", "id=%llu client=%s dest=%s denied by deny_destinations",
-			 (unsigned long long)s->id, s->peer_str,
-			 LOG_Q(s->dest_str, SOCKS5_ADDR_STRLEN));
+		s->px->stats.dest_denied++;
 		session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return;
 	}
@@ -160,6 +170,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	denied = dests_add(s, res);
 	uv_freeaddrinfo(res);
 	if (s->h->n_dests == 0) {
+		if (denied)
+			s->px->stats.dest_denied++;
 		session_reply(s, denied ? SOCKS5_REP_NOT_ALLOWED : SOCKS5_REP_HOST_UNREACHABLE,
 			      NULL);
 	} else {

@@ -28,6 +28,7 @@ struct auth_store {
 	size_t count;
 	pthread_mutex_t lock; /* guards the cached/digest fields */
 	uint8_t key[16];      /* SipHash key for digests and the table */
+	char *dummy;	      /* crypt of a random password, NULL without hashed users */
 };
 
 /* ---- SipHash-2-4, 128-bit output, streaming ---- */
@@ -229,6 +230,61 @@ static void user_free(struct auth_user *u)
 	free(u);
 }
 
+/* crypt(3) of phrase (passlen bytes, no NUL inside) with `setting`.
+ * @return a malloc'd result, NULL on failure or out of memory. */
+static char *crypt_dup(const char *pass, size_t passlen, const char *setting)
+{
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	char *phrase = malloc(passlen + 1), *res = NULL;
+	const char *out;
+
+	/* 32 KiB of scratch: on the heap, worker threads may have small stacks. */
+	if (cd == NULL || phrase == NULL)
+		goto out;
+	if (passlen > 0)
+		memcpy(phrase, pass, passlen);
+	phrase[passlen] = '\0';
+	out = crypt_rn(phrase, setting, cd, (int)sizeof(*cd));
+	if (out != NULL && out[0] != '*')
+		res = strdup(out);
+out:
+	if (phrase != NULL) {
+		explicit_bzero(phrase, passlen + 1);
+		free(phrase);
+	}
+	if (cd != NULL) {
+		explicit_bzero(cd, sizeof(*cd));
+		free(cd);
+	}
+	return res;
+}
+
+/* The hash unknown users are checked against, so that they cost what a
+ * known user costs: a random password crypted with the first hashed user's
+ * setting (same method, same cost, same salt length). */
+static int make_dummy(struct auth_store *store, const char *setting)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t rnd[16];
+	char pw[2 * sizeof(rnd)];
+	size_t got = 0;
+
+	while (got < sizeof(rnd)) {
+		ssize_t n = getrandom(rnd + got, sizeof(rnd) - got, 0);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		got += n > 0 ? (size_t)n : 0;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		pw[2 * i] = digits[rnd[i] >> 4];
+		pw[2 * i + 1] = digits[rnd[i] & 15];
+	}
+	store->dummy = crypt_dup(pw, sizeof(pw), setting);
+	explicit_bzero(rnd, sizeof(rnd));
+	explicit_bzero(pw, sizeof(pw));
+	return store->dummy ? 0 : -EINVAL;
+}
+
 /* ---- public ---- */
 
 struct auth_store *auth_store_new(void)
@@ -266,6 +322,7 @@ void auth_store_free(struct auth_store *store)
 	for (size_t i = 0; i < store->cap; i++)
 		user_free(store->slots[i]);
 	free(store->slots);
+	free(store->dummy);
 	pthread_mutex_destroy(&store->lock);
 	explicit_bzero(store, sizeof(*store));
 	free(store);
@@ -294,6 +351,12 @@ int auth_store_add(struct auth_store *store, const char *name, const char *passw
 		return -EEXIST;
 	if ((store->count + 1) * 2 > store->cap) {
 		rc = grow(store);
+		if (rc < 0)
+			return rc;
+	}
+
+	if (password_hash != NULL && store->dummy == NULL) {
+		rc = make_dummy(store, password_hash);
 		if (rc < 0)
 			return rc;
 	}
@@ -335,16 +398,21 @@ enum auth_result auth_check_cached(struct auth_store *store, const char *user, c
 				   size_t passlen)
 {
 	struct auth_user *u = find_user(store, user);
+	/* Without hashed users nothing is slow, so nothing has to look slow. */
+	enum auth_result fail = store != NULL && store->dummy != NULL ? AUTH_NEED_SLOW : AUTH_FAIL;
 	uint8_t d[DIGEST_LEN];
 	bool hit;
 
-	if (u == NULL || (pass == NULL && passlen > 0))
+	if (pass == NULL && passlen > 0)
 		return AUTH_FAIL;
+	if (u == NULL)
+		return fail;
 	if (u->plain != NULL)
-		return ct_equal(pass, passlen, u->plain, u->plain_len) ? AUTH_OK : AUTH_FAIL;
-	/* crypt(3) takes a C string: a NUL would cut the password short. */
+		return ct_equal(pass, passlen, u->plain, u->plain_len) ? AUTH_OK : fail;
+	/* crypt(3) takes a C string: a NUL would cut the password short. The
+	 * slow path fails it after a crypt of its own. */
 	if (passlen > 0 && memchr(pass, 0, passlen) != NULL)
-		return AUTH_FAIL;
+		return AUTH_NEED_SLOW;
 
 	password_digest(store, u, pass, passlen, d);
 	pthread_mutex_lock(&store->lock);
@@ -358,39 +426,26 @@ enum auth_result auth_verify_slow(const struct auth_store *store, const char *us
 				  const char *pass, size_t passlen)
 {
 	const struct auth_user *u = find_user(store, user);
-	struct crypt_data *cd;
-	char *phrase;
-	const char *out;
+	const char *setting;
+	bool real, nul;
+	char *out;
 	enum auth_result r = AUTH_FAIL;
 
-	if (u == NULL || (pass == NULL && passlen > 0))
+	if (store == NULL || (pass == NULL && passlen > 0))
 		return AUTH_FAIL;
-	if (u->plain != NULL)
-		return ct_equal(pass, passlen, u->plain, u->plain_len) ? AUTH_OK : AUTH_FAIL;
-	if (passlen > 0 && memchr(pass, 0, passlen) != NULL)
-		return AUTH_FAIL;
-
-	/* 32 KiB of scratch: on the heap, worker threads may have small stacks. */
-	cd = calloc(1, sizeof(*cd));
-	phrase = malloc(passlen + 1);
-	if (cd == NULL || phrase == NULL)
-		goto out;
-	if (passlen > 0)
-		memcpy(phrase, pass, passlen);
-	phrase[passlen] = '\0';
-
-	out = crypt_rn(phrase, u->hash, cd, (int)sizeof(*cd));
-	if (out != NULL && out[0] != '*' && ct_equal(out, strlen(out), u->hash, strlen(u->hash)))
+	if (u != NULL && u->plain != NULL && ct_equal(pass, passlen, u->plain, u->plain_len))
+		return AUTH_OK;
+	nul = passlen > 0 && memchr(pass, 0, passlen) != NULL;
+	real = u != NULL && u->hash != NULL && !nul;
+	setting = real ? u->hash : store->dummy;
+	if (setting == NULL)
+		return AUTH_FAIL; /* no hashed users: nothing to look like */
+	/* A failure costs one crypt, whoever asked: an unknown user, a plain
+	 * user's wrong password, a password crypt(3) cannot take. */
+	out = crypt_dup(nul ? "" : pass, nul ? 0 : passlen, setting);
+	if (out != NULL && real && ct_equal(out, strlen(out), u->hash, strlen(u->hash)))
 		r = AUTH_OK;
-out:
-	if (phrase != NULL) {
-		explicit_bzero(phrase, passlen + 1);
-		free(phrase);
-	}
-	if (cd != NULL) {
-		explicit_bzero(cd, sizeof(*cd));
-		free(cd);
-	}
+	free(out);
 	return r;
 }
 

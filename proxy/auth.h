@@ -18,8 +18,11 @@
  * setup every function may be called from any thread. A reload builds a new
  * store, which drops every cached entry with the old one.
  *
- * Unknown users and wrong passwords give the same AUTH_FAIL, so the caller's
- * reply cannot tell them apart.
+ * Unknown users and wrong passwords give the same AUTH_FAIL, and take the
+ * same time: once the store holds a hashed user, every failure goes the slow
+ * way and costs one crypt(3), an unknown user's against a dummy hash (a
+ * random password crypted with the first hashed user's setting, made by
+ * auth_store_add), so timing does not tell which user names exist.
  */
 #ifndef SOCKPOOL_AUTH_H
 #define SOCKPOOL_AUTH_H
@@ -45,9 +48,10 @@ void auth_store_free(struct auth_store *store);
 /* Add a user with exactly one of a crypt(3) hash or a plain password (both
  * copied). Not thread-safe: call before the store is shared.
  * @return 0; -EINVAL for a name that is empty, longer than 255 bytes, or a
- *         hash that libcrypt does not accept (crypt_checksalt), or neither or
- *         both of hash/plain given; -EEXIST for a name already added;
- *         -ENOMEM. */
+ *         hash that libcrypt does not accept (crypt_checksalt, or crypt
+ *         fails on it), or neither or both of hash/plain given; -EEXIST for
+ *         a name already added; -ENOMEM. The first hashed user costs one
+ *         crypt(3) here (the dummy hash). */
 int auth_store_add(struct auth_store *store, const char *name, const char *password_hash,
 		   const char *plain);
 
@@ -57,16 +61,19 @@ size_t auth_store_count(const struct auth_store *store);
 /* Fast check, never runs crypt(3). user is NUL-terminated; pass is passlen
  * bytes (may be 0, not NUL-terminated).
  * @return AUTH_OK (plain user with the right password, or a hashed user
- *         whose cache holds this password), AUTH_FAIL (unknown user, plain
- *         password wrong, or a password with a NUL byte for a hashed user),
- *         AUTH_NEED_SLOW (hashed user, not in the cache). */
+ *         whose cache holds this password); AUTH_NEED_SLOW (anything else
+ *         when the store has a hashed user: unknown users and wrong passwords
+ *         included, so that they cost a crypt like a real check); AUTH_FAIL
+ *         (anything else in a store of plain users only). */
 enum auth_result auth_check_cached(struct auth_store *store, const char *user, const char *pass,
 				   size_t passlen);
 
 /* Full check: runs crypt(3) for hashed users (crypt_rn with its own
  * scratch, so concurrent calls are safe) and compares in constant time;
- * plain users are checked as in auth_check_cached. Does not touch the cache.
- * @return AUTH_OK or AUTH_FAIL. */
+ * a plain user's right password passes at once. Every failure costs one
+ * crypt (against the dummy hash for unknown users, plain users and
+ * passwords with a NUL byte) when the store has a hashed user. Does not
+ * touch the cache. @return AUTH_OK or AUTH_FAIL. */
 enum auth_result auth_verify_slow(const struct auth_store *store, const char *user,
 				  const char *pass, size_t passlen);
 

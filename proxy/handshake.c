@@ -12,12 +12,8 @@
 #include "log.h"
 #include "session.h"
 
-/* Password hashes checked at once in libuv's threadpool. The pool also runs
- * DNS lookups: clients that have not logged in must not be able to queue
- * enough crypt() calls to starve other clients' lookups. */
-#define HANDSHAKE_AUTH_PARALLEL 2
-
 static void handshake_step(struct session *s);
+static void auth_fail_now(struct session *s);
 
 static void on_hs_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -63,6 +59,10 @@ int handshake_start(struct session *s)
 
 void handshake_on_timeout(struct session *s)
 {
+	if (s->state == S_AUTH_FAILED) {
+		auth_fail_now(s);
+		return;
+	}
 	log_debug("session", "id=%llu client=%s handshake timeout", (unsigned long long)s->id,
 		  s->peer_str);
 	if (s->state == S_RESOLVING)
@@ -226,41 +226,88 @@ static void handle_request(struct session *s)
 
 void handshake_auth_unqueue(struct session *s)
 {
-	struct proxy *px = s->px;
-	struct session **to_next = s->auth_prev ? &s->auth_prev->auth_next : &px->auth_wait_head;
-	struct session **to_prev = s->auth_next ? &s->auth_next->auth_prev : &px->auth_wait_tail;
-
-	*to_next = s->auth_next;
-	*to_prev = s->auth_prev;
-	s->auth_prev = s->auth_next = NULL;
-	s->auth_queued = false;
+	authq_cancel(s->px->authq, &s->h->authq);
 }
 
 static void on_auth_work(uv_work_t *w);
 static void on_auth_work_done(uv_work_t *w, int status);
 static void auth_done(struct session *s, bool ok, bool resume);
 
-/* Run the slow check now if a slot is free, else queue the session. */
-static void auth_submit(struct session *s)
+static struct session *session_of_entry(struct authq_entry *e)
+{
+	return container_of(e, struct session_hs, authq)->s;
+}
+
+/* Start the check of `s`, which the queue has made RUNNING. A login that
+ * waited may find the cache filled by an earlier check of the same
+ * credentials (a burst of one MTA's connections after a start or reload):
+ * it passes without a crypt of its own. When the threadpool refuses, it
+ * fails. Either way the slot goes to the next one. */
+static void auth_start(struct session *s)
 {
 	struct proxy *px = s->px;
 
-	if (px->auth_running >= HANDSHAKE_AUTH_PARALLEL) {
-		struct session **link =
-		    px->auth_wait_tail ? &px->auth_wait_tail->auth_next : &px->auth_wait_head;
+	while (s) {
+		struct authq_entry *next;
+		bool hit =
+		    auth_check_cached(s->gen->auth, s->h->user, s->h->pass, s->h->plen) == AUTH_OK;
 
-		*link = s;
-		s->auth_prev = px->auth_wait_tail;
-		px->auth_wait_tail = s;
-		s->auth_queued = true;
-		return;
+		if (!hit && uv_queue_work(px->loop, &s->h->auth_work, on_auth_work,
+					  on_auth_work_done) == 0) {
+			s->refs++;
+			return;
+		}
+		next = authq_done(px->authq, &s->h->authq);
+		auth_done(s, hit, true);
+		s = next ? session_of_entry(next) : NULL;
 	}
-	if (uv_queue_work(px->loop, &s->h->auth_work, on_auth_work, on_auth_work_done) < 0) {
-		auth_done(s, false, false);
-		return;
+}
+
+/* Run the slow check now if a slot is free, else queue the session behind
+ * the other clients' logins (round-robin per client address, capped); over
+ * its client's cap park it, over the queue's refuse it.
+ * @return false when it was parked. */
+static bool auth_submit(struct session *s)
+{
+	struct proxy *px = s->px;
+	const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
+	int rc = authq_submit(px->authq, &s->h->authq, peer);
+
+	if (rc == 1) {
+		auth_start(s);
+		return true;
 	}
-	px->auth_running++;
-	s->refs++;
+	if (rc == 0)
+		return true;
+	px->stats.auth_queue_full++;
+	if (rc == -EBUSY && authq_park(px->authq, &s->h->authq, peer) == 0) {
+		log_debug("session",
+			  "id=%llu client=%s login parked: the client's password "
+			  "checks are at their cap",
+			  (unsigned long long)s->id, s->peer_str);
+		return false;
+	}
+	log_debug("session", "id=%llu client=%s login refused: too many password checks pending",
+		  (unsigned long long)s->id, s->peer_str);
+	auth_done(s, false, false);
+	return true;
+}
+
+/* A login of `peer` passed a real check, so the cache may now hold what its
+ * parked logins send: let them pass, or queue again while there is room. */
+static void auth_unpark(struct proxy *px, const struct sockaddr_storage *peer)
+{
+	unsigned n = authq_parked(px->authq); /* each parked login at most once */
+	struct authq_entry *e;
+
+	while (n-- > 0 && (e = authq_unpark(px->authq, (const struct sockaddr *)peer))) {
+		struct session *p = session_of_entry(e);
+
+		if (auth_check_cached(p->gen->auth, p->h->user, p->h->pass, p->h->plen) == AUTH_OK)
+			auth_done(p, true, true);
+		else if (!auth_submit(p))
+			break; /* parked again: the client is at its cap */
+	}
 }
 
 static void on_auth_work(uv_work_t *w)
@@ -271,6 +318,15 @@ static void on_auth_work(uv_work_t *w)
 	    auth_verify_slow(s->gen->auth, s->h->user, s->h->pass, s->h->plen) == AUTH_OK;
 }
 
+/* The failure reply and the end of a session whose login failed. */
+static void auth_fail_now(struct session *s)
+{
+	uint8_t buf[2];
+
+	session_send(s, buf, socks5_write_auth_status(buf, false));
+	session_close(s, false);
+}
+
 /* `resume`: reading was stopped for the check and starts again. */
 static void auth_done(struct session *s, bool ok, bool resume)
 {
@@ -278,14 +334,25 @@ static void auth_done(struct session *s, bool ok, bool resume)
 
 	explicit_bzero(s->h->pass, sizeof s->h->pass);
 	if (!ok) {
+		uint64_t delay = authq_throttle_fail(
+		    s->px->auth_throttle, (const struct sockaddr *)&s->peer, session_now(s));
 		s->result = PROXY_RESULT_AUTH;
 		/* The name is the client's, unchecked: quoted so it cannot forge a line. */
-		log_info("session", "id=%llu client=%s user=%s authentication failed",
-			 (unsigned long long)s->id, s->peer_str, LOG_Q(s->h->user, 255));
-		session_send(s, buf, socks5_write_auth_status(buf, false));
-		session_close(s, false);
+		log_info("session", "id=%llu client=%s user=%s authentication failed%s",
+			 (unsigned long long)s->id, s->peer_str, LOG_Q(s->h->user, 255),
+			 delay ? " (reply delayed: repeated failures)" : "");
+		if (!delay) {
+			auth_fail_now(s);
+			return;
+		}
+		/* Repeated failures from this client wait before their answer. */
+		s->px->stats.auth_delayed++;
+		s->state = S_AUTH_FAILED;
+		uv_read_stop((uv_stream_t *)&s->client);
+		session_timer_arm(s, delay);
 		return;
 	}
+	authq_throttle_ok(s->px->auth_throttle, (const struct sockaddr *)&s->peer);
 	s->authed = true;
 	s->user = gen_find_user(s->gen, s->h->user);
 	s->user_name = s->user >= 0 ? s->gen->conf->users[s->user].name : NULL;
@@ -305,19 +372,17 @@ static void auth_done(struct session *s, bool ok, bool resume)
 static void on_auth_work_done(uv_work_t *w, int status)
 {
 	struct session *s = container_of(w, struct session_hs, auth_work)->s;
-	struct proxy *px = s->px;
+	struct authq_entry *next = authq_done(s->px->authq, &s->h->authq);
+	bool ok = status == 0 && s->h->auth_ok;
 
-	px->auth_running--;
-	if (px->auth_wait_head) {
-		struct session *next = px->auth_wait_head;
-		handshake_auth_unqueue(next);
-		auth_submit(next);
-	}
-	if (s->state == S_AUTH_CHECK) {
-		if (status == 0 && s->h->auth_ok)
-			auth_cache_put(s->gen->auth, s->h->user, s->h->pass, s->h->plen);
-		auth_done(s, status == 0 && s->h->auth_ok, true);
-	}
+	if (next)
+		auth_start(session_of_entry(next));
+	if (ok)
+		auth_cache_put(s->gen->auth, s->h->user, s->h->pass, s->h->plen);
+	if (s->state == S_AUTH_CHECK)
+		auth_done(s, ok, true);
+	if (ok)
+		auth_unpark(s->px, &s->peer);
 	session_unref(s);
 }
 

@@ -18,6 +18,8 @@
 #include "gen.h"
 
 struct session;
+struct authq;
+struct authq_throttle;
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -92,6 +94,9 @@ struct proxy_stats {
 	uint64_t refused[PROXY_REFUSED_COUNT]; /* connections refused at accept, by reason */
 	uint64_t accept_errors;		       /* accept() failures, EMFILE/ENFILE included */
 	uint64_t accept_emfile;		       /* of those: out of file descriptors */
+	uint64_t dest_denied;		       /* requests refused by the destination policy */
+	uint64_t auth_delayed;		       /* failed logins answered after a throttle delay */
+	uint64_t auth_queue_full; /* logins over a password-check cap: parked or refused */
 };
 
 void proxy_hist_observe(struct proxy_hist *h, double ms);
@@ -116,8 +121,8 @@ struct proxy {
 	bool pools_watched;	/* pools_async is open */
 	bool stopping;
 	int exit_code;
-	unsigned auth_running;				 /* password checks in the threadpool */
-	struct session *auth_wait_head, *auth_wait_tail; /* FIFO waiting for a slot */
+	struct authq *authq;		      /* password checks: capped, fair (authq.h) */
+	struct authq_throttle *auth_throttle; /* delays for repeated failures */
 	struct proxy_stats stats;
 	/* What a reload cannot change, as the process started with it. */
 	bool boot_admin_enabled;

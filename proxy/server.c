@@ -9,12 +9,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "addrwatch.h"
 #include "admin.h"
+#include "authq.h"
 #include "confwatch.h"
 #include "egress.h"
 #include "emfile.h"
@@ -543,9 +545,26 @@ static int proxy_open(struct proxy *px, const struct conf *conf)
 	return rc;
 }
 
+/* The password-check queue and the failure throttle live as long as the
+ * process: a reload keeps checks in flight and failures remembered. */
+static int auth_guard_init(struct proxy *px)
+{
+	const struct authq_limits lim = {AUTHQ_RUNNING, AUTHQ_PER_CLIENT, AUTHQ_TOTAL};
+	uint64_t seed = uv_hrtime();
+	int rc = authq_new(&lim, &px->authq);
+
+	/* A throttle slot nobody can aim at; the clock will do without. */
+	if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+		seed ^= (uint64_t)getpid() << 32;
+
+	return rc < 0 ? rc : authq_throttle_new(4096, seed, &px->auth_throttle);
+}
+
 static void proxy_free(struct proxy *px)
 {
 	proxy_gen_unref(px->gen);
+	authq_free(px->authq);
+	authq_throttle_free(px->auth_throttle);
 	for (size_t i = 0; i < px->n_listeners; i++)
 		free(px->listeners[i].pool);
 	free(px->listeners);
@@ -581,6 +600,12 @@ int proxy_run(struct conf *conf, const char *conf_path)
 	if (rc < 0) {
 		log_error("main", "configuration rejected: %s", err);
 		free(px);
+		return 1;
+	}
+	rc = auth_guard_init(px);
+	if (rc < 0) {
+		log_error("main", "out of memory");
+		proxy_free(px);
 		return 1;
 	}
 	rc = proxy_handles_init(px);

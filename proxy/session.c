@@ -92,7 +92,7 @@ void session_close(struct session *s, bool reset)
 	 * password check cannot be stopped and finds S_CLOSING when done. */
 	if (was == S_RESOLVING)
 		uv_cancel((uv_req_t *)&s->h->gai);
-	if (s->auth_queued)
+	if (s->h)
 		handshake_auth_unqueue(s);
 }
 
@@ -188,6 +188,7 @@ static void on_timer(uv_timer_t *t)
 	case S_GREETING:
 	case S_AUTH:
 	case S_AUTH_CHECK:
+	case S_AUTH_FAILED:
 	case S_REQUEST:
 	case S_RESOLVING:
 		handshake_on_timeout(s);

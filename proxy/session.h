@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "authq.h"
 #include "pool.h"
 #include "proxy.h"
 #include "socks5.h"
@@ -39,8 +40,9 @@ struct upstream;
 enum session_state {
 	S_GREETING,
 	S_AUTH,
-	S_AUTH_CHECK, /* password hash being checked off the loop */
-	S_REQUEST,    /* first request, or CONNECT after BIND */
+	S_AUTH_CHECK,  /* password hash being checked off the loop */
+	S_AUTH_FAILED, /* failed login: its reply waits out the throttle delay */
+	S_REQUEST,     /* first request, or CONNECT after BIND */
 	S_RESOLVING,
 	S_CONNECTING,
 	S_POOL_WAIT, /* every source suspended; waiting for the earliest expiry */
@@ -96,7 +98,8 @@ struct session_hs {
 	size_t hs_len;
 	size_t hs_off;
 
-	bool auth_ok; /* result of the slow check */
+	bool auth_ok;		  /* result of the slow check */
+	struct authq_entry authq; /* place in the password-check queue */
 	char user[256];
 	char pass[256];
 	uint8_t plen;
@@ -127,9 +130,7 @@ struct session {
 	uv_tcp_t client;
 	uv_timer_t timer;
 	struct attempt *out;
-	struct session_hs *h;		       /* NULL once relaying */
-	struct session *auth_prev, *auth_next; /* waiting for a password check */
-	bool auth_queued;
+	struct session_hs *h; /* NULL once relaying */
 	bool client_counted;
 	bool authed;
 	bool bound; /* a BIND was answered */
@@ -172,7 +173,8 @@ uint64_t session_now(const struct session *s);
 /* handshake.c */
 /* Start reading the greeting. @return 0 or a libuv error. */
 int handshake_start(struct session *s);
-/* Leave the queue of sessions waiting for a password check. */
+/* Leave the password-check queue if waiting in it (a running check cannot
+ * be stopped: it finds S_CLOSING when it returns). */
 void handshake_auth_unqueue(struct session *s);
 /* The session timer fired during the handshake. */
 void handshake_on_timeout(struct session *s);

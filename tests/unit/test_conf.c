@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "conf.h"
+#include "internal.h"
 
 #ifndef EXAMPLES_DIR
 #error "EXAMPLES_DIR must point at examples/ (set by tests/unit/meson.build)"
@@ -1636,6 +1638,285 @@ static struct conf *load_example(const char *name)
 	return c;
 }
 
+/* How many warnings contain `want`. */
+static size_t warnings_with(const struct conf *c, const char *want)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_warnings; i++)
+		n += strstr(c->warnings[i], want) != NULL;
+	return n;
+}
+
+#define TWO_SOURCES                                                                                \
+	"[source \"ip-1\"]\naddress = 192.0.2.1\n[source \"ip-2\"]\naddress = 192.0.2.2\n"
+
+/* ` ;` is a comment to inih, also on a list key: an item after it is lost. */
+static void test_lost_list_item_warned(void **state)
+{
+	static const struct {
+		const char *text, *want; /* want NULL: no such warning */
+	} rows[] = {
+	    {TWO_SOURCES "[pool p]\nsource = ip-1 ; ip-2\n",
+	     "t.ini:6: [pool \"p\"] source: ' ;' starts a comment, so 'ip-2' is not in the pool; "
+	     "a list item probably lost: write `a; b` without a blank before ';'"},
+	    {TWO_SOURCES "[pool p]\nsource = ip-1, ip-2 ;192.0.2.9 weight=2\n",
+	     "t.ini:6: [pool \"p\"] source: ' ;' starts a comment, so '192.0.2.9' is not"},
+	    /* A source defined after the pool is a source too. */
+	    {"[pool p]\nsource = ip-1 ; ip-2, ip-3\n" TWO_SOURCES,
+	     "t.ini:2: [pool \"p\"] source: ' ;' starts a comment, so 'ip-2' is not"},
+	    {TWO_SOURCES "[pool p]\nsource = ip-1; ip-2\n", NULL},
+	    {TWO_SOURCES "[pool p]\nsource = ip-1, ip-2 ; default weight 1; lists with , or ;\n",
+	     NULL},
+	    {"[server]\nallow = 10.0.0.0/8 ; 192.168.0.0/16\n",
+	     "t.ini:2: [server] allow: ' ;' starts a comment, so '192.168.0.0/16' is not in the "
+	     "list; a list item probably lost"},
+	    {"[server]\nallow = 10.0.0.0/8 ; ::1\n",
+	     "[server] allow: ' ;' starts a comment, so '::1'"},
+	    {"[server]\nallow = 10.0.0.0/8 ; office network\n", NULL},
+	    {"[server]\nallow = 10.0.0.0/8; 192.168.0.0/16\n", NULL},
+	    {"[server]\ndeny_destinations = 10.0.0.0/8 ; 172.16.0.0/12, x\n",
+	     "t.ini:2: [server] deny_destinations: ' ;' starts a comment, so '172.16.0.0/12'"},
+	    {"[server]\nallow_destinations = 127.0.0.1 ;127.0.0.2\n",
+	     "t.ini:2: [server] allow_destinations: ' ;' starts a comment, so '127.0.0.2'"},
+	    {"[server]\nlisten = 127.0.0.1:1080 ; [::1]:1080\n",
+	     "t.ini:2: [server] listen: ' ;' starts a comment, so '[::1]:1080'"},
+	    {"[server]\nlisten = 127.0.0.1:1080 ; loopback only\n", NULL},
+	    /* Not a list key: a comment is a comment. */
+	    {"[server]\nadmin_listen = 127.0.0.1:9180 ; 127.0.0.1:9181\n", NULL},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct conf *c = load_ok(rows[i].text);
+		if (rows[i].want) {
+			if (warnings_with(c, rows[i].want) != 1)
+				fail_msg("row %zu: no warning '%s' (%zu warnings, first: %s)", i,
+					 rows[i].want, c->n_warnings,
+					 c->n_warnings ? c->warnings[0] : "-");
+		} else {
+			assert_int_equal(warnings_with(c, "probably lost"), 0);
+		}
+		conf_free(c);
+	}
+}
+
+static void test_unused_source_warned(void **state)
+{
+	struct conf *c;
+
+	(void)state;
+	c = load_ok(TWO_SOURCES "[pool p]\nsource = ip-1\n");
+	assert_int_equal(c->n_warnings, 1);
+	assert_non_null(strstr(c->warnings[0], "t.ini:3: [source \"ip-2\"]: no pool uses this "
+					       "source; only BIND and source=same requests can "
+					       "reach it; add it to a pool with 'source = ip-2'"));
+	conf_free(c);
+	/* In any pool, even with weight 0 (excluded on purpose), is used. */
+	c = load_ok(TWO_SOURCES
+		    "[pool p]\nsource = ip-1\n[pool q]\nsource = ip-2 weight=0, ip-1\n");
+	assert_int_equal(warnings_with(c, "no pool uses"), 0);
+	conf_free(c);
+	/* A source=same listener on its address, or on a wildcard, uses it. */
+	c = load_ok("[server]\nlisten = 192.0.2.2:1082 source=same\n" TWO_SOURCES
+		    "[pool p]\nsource = ip-1\n");
+	assert_int_equal(warnings_with(c, "no pool uses"), 0);
+	conf_free(c);
+	c = load_ok("[server]\nlisten = 0.0.0.0:1082 source=same\n" TWO_SOURCES
+		    "[pool p]\nsource = ip-1\n");
+	assert_int_equal(warnings_with(c, "no pool uses"), 0);
+	conf_free(c);
+	c = load_ok("[server]\nlisten = 192.0.2.1:1082 source=same\n" TWO_SOURCES
+		    "[pool p]\nsource = ip-1\n");
+	assert_int_equal(warnings_with(c, "[source \"ip-2\"]: no pool uses"), 1);
+	conf_free(c);
+	/* Without [pool] every source is in the implicit one. */
+	c = load_ok(TWO_SOURCES);
+	assert_int_equal(c->n_warnings, 0);
+	conf_free(c);
+}
+
+static void test_pool_all_weights_zero_warned(void **state)
+{
+	struct conf *c = load_ok(TWO_SOURCES "[pool p]\nsource = ip-1 weight=0, ip-2 weight=0\n"
+					     "[pool q]\nsource = ip-1, ip-2 weight=0\n");
+
+	(void)state;
+	assert_int_equal(warnings_with(c, "every source has weight 0"), 1);
+	assert_int_equal(warnings_with(c, "[pool \"p\"]: every source has weight 0"), 1);
+	conf_free(c);
+}
+
+/* A temporary directory with one config file, mode `dir_mode` / `file_mode`. */
+struct tmpconf {
+	char dir[64];
+	char path[128];
+};
+
+static void tmpconf_write(struct tmpconf *t, const char *text, mode_t dir_mode, mode_t file_mode)
+{
+	FILE *f;
+
+	snprintf(t->dir, sizeof(t->dir), "/tmp/sockpool-conf-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(t->path, sizeof(t->path), "%s/sockpool.ini", t->dir);
+	f = fopen(t->path, "w");
+	assert_non_null(f);
+	assert_true(fputs(text, f) >= 0);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(t->path, file_mode), 0);
+	assert_int_equal(chmod(t->dir, dir_mode), 0);
+}
+
+static void tmpconf_remove(struct tmpconf *t)
+{
+	assert_int_equal(unlink(t->path), 0);
+	assert_int_equal(rmdir(t->dir), 0);
+}
+
+static struct conf *load_tmp(const struct tmpconf *t)
+{
+	char err[CONF_ERR_MAX] = "";
+	struct conf *c = NULL;
+
+	if (conf_load_file(t->path, &c, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", t->path, err);
+	return c;
+}
+
+static void test_secrets_readable_by_all_warned(void **state)
+{
+	static const char *const secret[] = {
+	    "[server]\nadmin_token = s3cret\n",
+	    ("[server]\nauth = password\n[user \"u\"]\npassword_hash = "
+	     "$6$aEU.0yqhcHP95aL3$bhGeEBp3bRjsX/ESOl/3AbvYydWaQZPSjDLqeXKU11fRWyYXcoLEDxbn56Uqx/"
+	     "CNf3Ah.mrptn801FH3uorBQ0\n"),
+	    "[server]\nauth = password\n[user \"u\"]\npassword = pw\n",
+	    ("[source \"far\"]\nsocks5_proxy_server = 198.51.100.7:1080\n"
+	     "socks5_proxy_username = u\nsocks5_proxy_password = pw\n"),
+	};
+	struct tmpconf t;
+	struct conf *c;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++) {
+		tmpconf_write(&t, secret[i], 0755, 0644);
+		c = load_tmp(&t);
+		if (warnings_with(c, "every user of this host can read it (mode 0644) and it holds "
+				     "passwords or tokens; chmod o-r") != 1)
+			fail_msg("row %zu: no mode warning", i);
+		/* Never the secret itself. */
+		for (size_t w = 0; w < c->n_warnings; w++) {
+			assert_null(strstr(c->warnings[w], "s3cret"));
+			assert_null(strstr(c->warnings[w], "$6$"));
+		}
+		conf_free(c);
+		/* Group-readable is how `user =` gets its access: fine. */
+		assert_int_equal(chmod(t.path, 0640), 0);
+		c = load_tmp(&t);
+		assert_int_equal(warnings_with(c, "every user of this host"), 0);
+		conf_free(c);
+		tmpconf_remove(&t);
+	}
+	/* No secrets: nothing to hide. */
+	tmpconf_write(&t, "[server]\nlisten = 127.0.0.1:1080\n", 0755, 0644);
+	c = load_tmp(&t);
+	assert_int_equal(c->n_warnings, 0);
+	conf_free(c);
+	tmpconf_remove(&t);
+	/* From a string there is no file to look at. */
+	c = load_ok(secret[0]);
+	assert_int_equal(c->n_warnings, 0);
+	conf_free(c);
+}
+
+/* The mode-bit judgement itself, with made-up credentials. */
+static void test_may_read(void **state)
+{
+	struct tmpconf t;
+	struct stat st;
+	char why[256];
+	gid_t other_group = 54321;
+
+	(void)state;
+	tmpconf_write(&t, "[server]\n", 0750, 0640);
+	assert_int_equal(stat(t.path, &st), 0);
+	struct conf__cred owner = {st.st_uid == 0 ? 4242 : st.st_uid, 1, NULL, 0};
+	struct conf__cred group = {4243, st.st_gid, NULL, 0};
+	struct conf__cred supp = {4244, 1, &st.st_gid, 1};
+	struct conf__cred other = {4245, 1, &other_group, 1};
+	struct conf__cred root = {0, 0, NULL, 0};
+
+	if (owner.uid == 4242) {
+		/* Running as root: the file is root's, so judge a made-up owner. */
+		assert_int_equal(chown(t.path, 4242, st.st_gid), 0);
+		assert_int_equal(chown(t.dir, 4242, st.st_gid), 0);
+	}
+	assert_int_equal(conf__may_read(t.path, &owner, why, sizeof(why)), 1);
+	assert_int_equal(conf__may_read(t.path, &group, why, sizeof(why)), 1);
+	assert_int_equal(conf__may_read(t.path, &supp, why, sizeof(why)), 1);
+	assert_int_equal(conf__may_read(t.path, &root, why, sizeof(why)), 1);
+	/* Others: the directory is in the way first. */
+	assert_int_equal(conf__may_read(t.path, &other, why, sizeof(why)), 0);
+	assert_string_equal(why, t.dir);
+	assert_int_equal(chmod(t.dir, 0755), 0);
+	assert_int_equal(conf__may_read(t.path, &other, why, sizeof(why)), 0);
+	assert_string_equal(why, t.path);
+	assert_int_equal(chmod(t.path, 0644), 0);
+	assert_int_equal(conf__may_read(t.path, &other, why, sizeof(why)), 1);
+	/* Owner bits win over group bits: an owner without r cannot. */
+	assert_int_equal(chmod(t.path, 0044), 0);
+	assert_int_equal(conf__may_read(t.path, &owner, why, sizeof(why)), 0);
+	assert_int_equal(chmod(t.path, 0600), 0);
+	tmpconf_remove(&t);
+	assert_int_equal(conf__may_read(t.path, &other, why, sizeof(why)), -ENOENT);
+}
+
+/* `user =` that cannot read the file: a reload would fail. nobody is on
+ * every Debian system and owns nothing in /tmp. */
+static void test_user_cannot_read_warned(void **state)
+{
+	struct tmpconf t;
+	struct conf *c;
+
+	(void)state;
+	tmpconf_write(&t, "[server]\nuser = nobody\n", 0700, 0600);
+	c = load_tmp(&t);
+	assert_int_equal(c->n_warnings, 1);
+	assert_non_null(strstr(c->warnings[0], "[server] user: 'nobody' (uid "));
+	assert_non_null(strstr(c->warnings[0], "so a reload (SIGHUP) will fail"));
+	assert_non_null(strstr(c->warnings[0], t.dir)); /* the directory is in the way */
+	conf_free(c);
+	assert_int_equal(chmod(t.dir, 0755), 0);
+	c = load_tmp(&t);
+	assert_int_equal(c->n_warnings, 1);
+	assert_non_null(strstr(c->warnings[0], t.path));
+	conf_free(c);
+	assert_int_equal(chmod(t.path, 0644), 0);
+	c = load_tmp(&t);
+	assert_int_equal(c->n_warnings, 0);
+	conf_free(c);
+	tmpconf_remove(&t);
+
+	tmpconf_write(&t, "[server]\nuser = no-such-user-here\n", 0755, 0644);
+	c = load_tmp(&t);
+	assert_int_equal(c->n_warnings, 1);
+	assert_non_null(strstr(c->warnings[0], "t.ini") == NULL ? c->warnings[0] : NULL);
+	assert_non_null(strstr(c->warnings[0], "no user named 'no-such-user-here'"));
+	conf_free(c);
+	tmpconf_remove(&t);
+}
+
+static bool example_world_readable(const char *name)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", EXAMPLES_DIR, name);
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_mode & S_IROTH;
+}
+
 static void test_examples_load(void **state)
 {
 	(void)state;
@@ -1671,14 +1952,26 @@ static void test_examples_load(void **state)
 	assert_string_equal(c->server.default_pool, "main");
 	assert_rule(&source(c, "ip-1")->unplumbed, true, 3, 60000, 300000);
 	assert_true(source(c, "192.0.2.99")->anonymous);
-	assert_int_equal(c->n_warnings, 0);
+	/* It holds a password hash: a checkout readable by everyone is told so. */
+	if (example_world_readable("kumomta.ini")) {
+		assert_int_equal(c->n_warnings, 1);
+		assert_non_null(strstr(c->warnings[0], "every user of this host can read it"));
+	} else {
+		assert_int_equal(c->n_warnings, 0);
+	}
 	conf_free(c);
 
 	c = load_example("exim.ini");
 	assert_int_equal(c->server.auth, CONF_AUTH_PASSWORD);
 	assert_int_equal(pool(c, "outbound")->strategy, CONF_STRATEGY_FAILOVER);
 	assert_int_equal(c->n_users, 2);
-	assert_int_equal(c->n_warnings, 0);
+	/* It holds password hashes: a checkout readable by everyone is told so. */
+	if (example_world_readable("exim.ini")) {
+		assert_int_equal(c->n_warnings, 1);
+		assert_non_null(strstr(c->warnings[0], "every user of this host can read it"));
+	} else {
+		assert_int_equal(c->n_warnings, 0);
+	}
 	conf_free(c);
 
 	c = load_example("loopback-rotation.ini");
@@ -1836,6 +2129,9 @@ static void test_load_operation_keys(void **state)
 	assert_int_equal(sv->allow_destinations.count, 3);
 	assert_true(match(&sv->allow_destinations, "10.1.2.3"));
 	assert_false(match(&sv->allow_destinations, "127.0.0.2"));
+	/* The destination policy acts on it: no "not implemented" warning. */
+	for (size_t i = 0; i < c->n_warnings; i++)
+		assert_null(strstr(c->warnings[i], "allow_destinations"));
 	assert_int_equal(sv->stall_timeout_ms, 0);
 	assert_true(sv->reload_on_change);
 	assert_int_equal(sv->relay, CONF_RELAY_COPY);
@@ -1930,6 +2226,12 @@ int main(void)
 	    cmocka_unit_test(test_pool_strategies),
 	    cmocka_unit_test(test_pool_errors),
 	    cmocka_unit_test(test_pool_weight_zero_warned),
+	    cmocka_unit_test(test_lost_list_item_warned),
+	    cmocka_unit_test(test_unused_source_warned),
+	    cmocka_unit_test(test_pool_all_weights_zero_warned),
+	    cmocka_unit_test(test_secrets_readable_by_all_warned),
+	    cmocka_unit_test(test_may_read),
+	    cmocka_unit_test(test_user_cannot_read_warned),
 	    cmocka_unit_test(test_pool_implicit_default),
 	    cmocka_unit_test(test_pool_implicit_default_route),
 	    cmocka_unit_test(test_pool_default_pool_choice),
