@@ -251,6 +251,20 @@ static void on_prefix_probed(uv_work_t *w, int status)
 	free(p);
 }
 
+/* At start nothing is relayed yet, and the first request must not find an
+ * unrouted prefix still in rotation: the probes run before the listeners
+ * serve, on the loop. */
+static void prefixes_check_at_start(struct proxy *px)
+{
+	const struct conf *conf = px->gen->conf;
+
+	for (size_t i = 0; i < conf->n_sources; i++)
+		if (conf->sources[i].kind == CONF_SOURCE_PREFIX)
+			prefix_verdict(px, &conf->sources[i], gen_pool_source(px->gen, i),
+				       egress_probe_prefix(&conf->sources[i]));
+}
+
+/* On reload live relays must not wait: the probes run in the threadpool. */
 static void prefixes_check(struct proxy *px)
 {
 	const struct conf *conf = px->gen->conf;
@@ -622,7 +636,7 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		addrwatch_end(px);
 		maybe_finish(px);
 	} else {
-		prefixes_check(px);
+		prefixes_check_at_start(px);
 		addrwatch_ensure(px);
 		/* After the listeners: libuv has its spare descriptor by now. */
 		emfile_watch_start(px);
