@@ -44,7 +44,7 @@ struct listener {
 
 struct client_slot; /* per-client-address connection counts */
 struct admin;
-struct addrwatch;
+struct health;
 struct throttle;
 struct emfile_watch;
 struct confwatch;
@@ -130,7 +130,7 @@ struct proxy {
 	char *boot_user;
 	unsigned boot_workers;
 	struct admin *admin;	     /* NULL when admin_listen is off */
-	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */
+	struct health *health;	     /* address watch, start check, upstream checks (health.h) */
 	struct throttle *throttle;   /* rate-limited WARNs (throttle.h) */
 	struct emfile_watch *emfile; /* notices fd exhaustion at accept (emfile.h) */
 	struct confwatch *confwatch; /* NULL unless reload_on_change */
