@@ -48,6 +48,24 @@ struct health {
 	struct probe *probes;
 };
 
+/* The three places that know how generations are looked up and how the
+ * proxy hears about pool changes. */
+static struct pool_source *source_at(const struct proxy *px, size_t conf_index)
+{
+	return gen_pool_source(px->gen, conf_index);
+}
+
+static int find_source(const struct proxy *px, const struct sockaddr *addr)
+{
+	return gen_find_source(px->gen, addr);
+}
+
+/* Nothing to do: poolwatch.c hears of every ONLINE and OFFLINE itself. */
+static void pools_changed(struct proxy *px)
+{
+	(void)px;
+}
+
 static bool has_address_sources(const struct conf *conf)
 {
 	for (size_t i = 0; i < conf->n_sources; i++)
@@ -72,13 +90,13 @@ static void on_address(const struct sockaddr *addr, bool present, void *ctx)
 	struct proxy *px = h->px;
 	const struct conf *conf = px->gen->conf;
 	uint64_t now = uv_now(px->loop);
-	int idx = egress_find_source(conf, addr);
+	int idx = find_source(px, addr);
 	char text[64];
 
 	if (idx < 0)
 		return;
 	const struct conf_source *cs = &conf->sources[idx];
-	struct pool_source *src = egress_pool_source(px->gen, (size_t)idx);
+	struct pool_source *src = source_at(px, (size_t)idx);
 	if (!src)
 		return;
 	conf_addr_str(addr, text, sizeof text);
@@ -91,7 +109,7 @@ static void on_address(const struct sockaddr *addr, bool present, void *ctx)
 		if (cs->resume_when_plumbed && suspended_for(src, POOL_REASON_UNPLUMBED, now))
 			pool_source_resume(src, now);
 	}
-	proxy_pools_changed(px);
+	pools_changed(px);
 }
 
 static void watch_ensure(struct health *h)
@@ -149,8 +167,7 @@ static void on_missing(const struct conf_source *cs, int err, void *ctx)
 	struct missing_list *m = ctx;
 	struct proxy *px = m->h->px;
 	char addr[64];
-	struct pool_source *src =
-	    egress_pool_source(px->gen, (size_t)(cs - px->gen->conf->sources));
+	struct pool_source *src = source_at(px, (size_t)(cs - px->gen->conf->sources));
 
 	if (src)
 		pool_report_absent(src, err, m->now);
@@ -178,14 +195,14 @@ static void check_addresses(struct health *h, const char *when)
 	/* Back while we were not watching (a reload): resume_when_plumbed holds. */
 	for (size_t i = 0; i < conf->n_sources; i++) {
 		const struct conf_source *cs = &conf->sources[i];
-		struct pool_source *src = egress_pool_source(px->gen, i);
+		struct pool_source *src = source_at(px, i);
 		if (cs->kind != CONF_SOURCE_ADDRESS || !cs->resume_when_plumbed || !src ||
 		    !suspended_for(src, POOL_REASON_UNPLUMBED, m.now) ||
 		    egress_probe_bind((const struct sockaddr *)&cs->addr) < 0)
 			continue;
 		pool_source_resume(src, m.now);
 	}
-	proxy_pools_changed(px);
+	pools_changed(px);
 }
 
 /* ---- upstream health checks ---- */
@@ -225,7 +242,7 @@ static void on_tcp_closed(uv_handle_t *handle)
 static void probe_done(struct probe *p, bool ok, int err, const char *why)
 {
 	struct proxy *px = p->h->px;
-	struct pool_source *src = egress_pool_source(px->gen, p->idx);
+	struct pool_source *src = source_at(px, p->idx);
 	uint64_t now = uv_now(px->loop);
 
 	uv_timer_stop(&p->timer);
@@ -238,7 +255,7 @@ static void probe_done(struct probe *p, bool ok, int err, const char *why)
 				  p->server_str);
 		if (src && pool_report_check_ok(
 			       src, px->gen->conf->sources[p->idx].resume_when_healthy, now) == 1)
-			proxy_pools_changed(px);
+			pools_changed(px);
 	} else {
 		const char *text = err ? uv_strerror(err) : "protocol error";
 		if (!p->failing)
@@ -252,7 +269,7 @@ static void probe_done(struct probe *p, bool ok, int err, const char *why)
 		if (src) {
 			pool_report_failure(src, POOL_FAILURE_PROXY_UNHEALTHY, err ? err : -EPROTO,
 					    now);
-			proxy_pools_changed(px);
+			pools_changed(px);
 		}
 	}
 	p->failing = !ok;

@@ -23,7 +23,8 @@
  *   again by health_reload().
  *
  * Everything runs on px->loop's thread and works on px->gen, the current
- * generation. After a pool change it calls proxy_pools_changed(px).
+ * generation. Pool changes reach the rest of the proxy as pool events
+ * (poolwatch.c); nothing here calls the proxy back.
  */
 #ifndef SOCKPOOL_HEALTH_H
 #define SOCKPOOL_HEALTH_H
