@@ -96,7 +96,10 @@ struct proxy_stats {
 	uint64_t accept_emfile;		       /* of those: out of file descriptors */
 	uint64_t dest_denied;		       /* requests refused by the destination policy */
 	uint64_t auth_delayed;		       /* failed logins answered after a throttle delay */
-	uint64_t auth_queue_full; /* logins over a password-check cap: parked or refused */
+	uint64_t auth_queue_full;   /* logins over a password-check cap: parked or refused */
+	uint64_t reloads_ok;	    /* reloads applied */
+	uint64_t reloads_failed;    /* reloads rejected */
+	uint64_t reload_ok_wall_ms; /* wall time of the last applied reload, 0 = none */
 };
 
 void proxy_hist_observe(struct proxy_hist *h, double ms);
