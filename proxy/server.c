@@ -419,6 +419,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 	if (rc < 0) {
 		log_error("server", "reload rejected, keeping the running configuration: %s",
 			  err[0] ? err : strerror(-rc));
+		px->stats.reloads_failed++;
 		notify_ready();
 		return;
 	}
@@ -431,6 +432,8 @@ static void on_sighup(uv_signal_t *s, int signum)
 				   "effect at the next restart");
 	proxy_gen_unref(px->gen);
 	px->gen = gen;
+	px->stats.reloads_ok++;
+	px->stats.reload_ok_wall_ms = (uint64_t)time(NULL) * 1000;
 	prefixes_check(px);
 	poolwatch_kick(px);
 	health_reload(px->health);
