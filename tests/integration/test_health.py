@@ -338,13 +338,14 @@ class FloatingAddress(ProxyCase):
         try:
             req = request(CMD_CONNECT, *record.addr)
             while not stop.is_set() and out["n"] < 20000:
+                t0 = time.monotonic()
                 try:
                     rep = quick_connect(proxy.addr, req, timeout=5).rep
                 except OSError as e:
                     rep = repr(e)
                 out["n"] += 1
                 if rep:
-                    out["bad"].append(rep)
+                    out["bad"].append((t0, time.monotonic(), rep))
         finally:
             ns.leave()
 
@@ -367,6 +368,7 @@ class FloatingAddress(ProxyCase):
         self.assertEqual(rb.counts().keys(), {"192.0.2.2"})
         # keepalived moves the address: off A, onto B
         ma, mb = pa.mark(), pb.mark()
+        t_move = time.monotonic()
         ip(a, "addr", "del", self.VIP + "/32", "dev", "lo")
         t_del = time.monotonic()
         ip(b, "addr", "add", self.VIP + "/32", "dev", "lo")
@@ -382,8 +384,13 @@ class FloatingAddress(ProxyCase):
         stop.set()
         for t in threads:
             t.join(10)
-        self.assertEqual((outs["a"]["bad"], outs["b"]["bad"]), ([], []),
-                         "client requests failed during the move")
+        # No request fails on the host that has the address. The one request
+        # A may have had in flight from it when it left can hang: its peer's
+        # answer now goes to B (the SYN-ACK of a connect, say).
+        self.assertEqual(outs["b"]["bad"], [], "requests failed on B")
+        bad_a = [b for b in outs["a"]["bad"] if not (b[0] <= t_del and b[1] >= t_move)]
+        self.assertEqual(bad_a, [], "requests failed on A outside the move")
+        self.assertLessEqual(len(outs["a"]["bad"]), 1, outs["a"]["bad"])
         # after the move each host egresses as it should
         self.assertEqual(set(ra.counts(na + 5).keys()), {"192.0.2.1"})
         self.assertEqual(set(rb.counts(nb + 5).keys()), {self.VIP})
