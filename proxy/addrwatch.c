@@ -373,8 +373,15 @@ static void on_netlink(uv_poll_t *h, int status, int events)
 	ssize_t n;
 
 	(void)events;
-	if (status < 0)
-		return;
+	/* An overflow sets a socket error: epoll says POLLERR, and libuv 1.44
+	 * then stops the poll and reports UV_EBADF. The recv() below reads the
+	 * error (ENOBUFS); polling must start again. */
+	if (status < 0) {
+		int rc = uv_poll_start(&w->poll, UV_READABLE, on_netlink);
+		if (rc < 0)
+			log_error("addrwatch", "cannot watch addresses any more error=\"%s\"",
+				  uv_strerror(rc));
+	}
 	for (int rounds = 0; rounds < 64; rounds++) {
 		n = recv(w->fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (n > 0) {
