@@ -164,6 +164,31 @@ class AddressWatch(NetnsCase):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("--strict", p.stderr)
 
+    def test_lost_events_are_answered_by_a_dump(self):
+        """sockpool is stopped (SIGSTOP) while thousands of address events
+        overflow its netlink socket and ip-2's address goes: on SIGCONT it
+        reads ENOBUFS, dumps the table and still suspends ip-2."""
+        proxy = self.proxy(source("ip-1", "192.0.2.10"), source("ip-2", "192.0.2.11"))
+        record = self.start_server(RecordServer, DEST4)
+        batch = os.path.join(tempfile.mkdtemp(prefix="sockpool-it-"), "batch")
+        self.addCleanup(shutil.rmtree, os.path.dirname(batch), True)
+        with open(batch, "w") as f:
+            for i in range(6000):  # 2001:db8:f::/112, far from every source
+                f.write("addr add 2001:db8:f::%x/128 dev lo nodad\n" % (i + 1))
+        mark = proxy.mark()
+        proxy.send_signal(signal.SIGSTOP)
+        try:
+            run(["ip", "-n", self.ns.name, "-batch", batch], timeout=60)
+            ip(self.ns, "addr", "del", "192.0.2.11/32", "dev", "lo")
+        finally:
+            proxy.send_signal(signal.SIGCONT)
+        proxy.wait_log(log_matcher("WARN", ("ENOBUFS", "resynchronising")), 10, mark)
+        _, line = proxy.wait_log(suspended("ip-2"), 10, mark)
+        self.assertRegex(line, r"\breason=\"?unplumbed\b")
+        self.assertEqual(record.connections, 0)
+        bad, seen = requests(proxy, record, 6)
+        self.assertEqual((bad, dict(seen)), ([], {"192.0.2.10": 6}))
+
     def test_status_says_whether_the_address_is_present(self):
         proxy = self.proxy(source("ip-1", "192.0.2.10"), source("ip-2", "192.0.2.11"),
                            admin_listen="127.0.0.1:0")
