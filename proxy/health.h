@@ -12,15 +12,8 @@
  * - Start and reload check: every address source is test-bound (socket +
  *   bind(addr:0), no connect: a few system calls that never wait). Missing
  *   ones are suspended as unplumbed and named in one WARN line.
- * - Upstream health checks: a source with socks5_proxy_server and
- *   `health_check = PERIOD` gets a TCP connect and a SOCKS5 greeting (plus
- *   the RFC 1929 exchange when it has credentials) every period, the first
- *   at once. A failure is reported like a failed request
- *   (POOL_FAILURE_PROXY_UNHEALTHY, so suspend_when_proxy_unhealthy applies);
- *   a pass records the success and, with `resume_when_healthy = yes`, ends a
- *   proxy_unhealthy suspension. Each check is bounded by connect_timeout
- *   (at most the period). The timers belong to one generation and are made
- *   again by health_reload().
+ * - Upstream health checks (upcheck.h), started with the health and made
+ *   again for each new generation by health_reload().
  *
  * Everything runs on px->loop's thread and works on px->gen, the current
  * generation. Pool changes reach the rest of the proxy as pool events
