@@ -20,6 +20,7 @@ struct health {
 	struct addrwatch *watch;
 	bool watch_tried;
 	struct upchecks *upchecks;
+	uv_timer_t recheck; /* after an expiry: are those addresses still missing? */
 };
 
 /* The two places that know how a generation is looked up. */
@@ -74,6 +75,48 @@ static void on_address(const struct sockaddr *addr, bool present, void *ctx)
 		if (cs->resume_when_plumbed && suspended_for(src, POOL_REASON_UNPLUMBED, now))
 			pool_source_resume(src, now);
 	}
+}
+
+/* An unplumbed suspension ended by expiry while the watch knows the address
+ * is still missing: suspend it again before a request tries it. */
+static void on_recheck(uv_timer_t *t)
+{
+	struct health *h = container_of(t, struct health, recheck);
+	struct proxy *px = h->px;
+	const struct conf *conf = px->gen->conf;
+	uint64_t now = uv_now(px->loop);
+	char text[64];
+
+	for (size_t i = 0; h->watch && i < conf->n_sources; i++) {
+		const struct conf_source *cs = &conf->sources[i];
+		struct pool_source *src = source_at(px, i);
+		struct pool_source_info info;
+
+		if (cs->kind != CONF_SOURCE_ADDRESS || !src ||
+		    addrwatch_present(h->watch, (const struct sockaddr *)&cs->addr) != 0)
+			continue;
+		pool_source_get_info(src, now, &info);
+		if (info.state != POOL_STATE_ELIGIBLE)
+			continue;
+		conf_addr_str((const struct sockaddr *)&cs->addr, text, sizeof text);
+		log_info("addrwatch", "address still not on the host source=%s address=%s",
+			 cs->name, text);
+		pool_report_absent(src, EADDRNOTAVAIL, now);
+	}
+}
+
+/* A pool watcher: it may not change the pools, so it only arms on_recheck.
+ * Its context is the proxy, which outlives every generation (older ones stay
+ * live while sessions hold them, and carry a copy of the watcher); after
+ * health_stop() px->health is NULL and it does nothing. */
+static void on_pool_online(const struct pool_event *ev, void *ctx)
+{
+	struct proxy *px = ctx;
+	struct health *h = px->health;
+
+	if (h && ev->type == POOL_EVENT_ONLINE && ev->reason == POOL_REASON_UNPLUMBED &&
+	    !ev->resumed && h->watch)
+		uv_timer_start(&h->recheck, on_recheck, 0, 0);
 }
 
 static void watch_ensure(struct health *h)
@@ -176,6 +219,13 @@ int health_start(struct proxy *px, struct health **out)
 	if (!h)
 		return -ENOMEM;
 	h->px = px;
+	uv_timer_init(px->loop, &h->recheck);
+	/* Once for the process: pool_set_new_from() copies it to later
+	 * generations. Without it an expiry lets a missing address be tried. */
+	if (pool_set_watch(px->gen->pools, POOL_EVENT_MASK(POOL_EVENT_ONLINE), on_pool_online, px) <
+	    0)
+		log_error("health", "out of memory: expired suspensions of missing addresses "
+				    "are found by requests");
 	/* Watch first, then test-bind: a change in between is not missed. */
 	watch_ensure(h);
 	check_addresses(h, "start");
@@ -198,13 +248,19 @@ void health_reload(struct health *h)
 		log_error("health", "out of memory: no upstream checks");
 }
 
+static void on_recheck_closed(uv_handle_t *handle)
+{
+	free(container_of((uv_timer_t *)handle, struct health, recheck));
+}
+
 void health_stop(struct health *h)
 {
 	if (!h)
 		return;
 	upcheck_stop(h->upchecks);
 	addrwatch_stop(h->watch);
-	free(h);
+	h->watch = NULL;
+	uv_close((uv_handle_t *)&h->recheck, on_recheck_closed);
 }
 
 int health_present(const struct health *h, size_t conf_index)

@@ -12,6 +12,10 @@
  * - Start and reload check: every address source is test-bound (socket +
  *   bind(addr:0), no connect: a few system calls that never wait). Missing
  *   ones are suspended as unplumbed and named in one WARN line.
+ * - When an unplumbed suspension expires while the watch knows the address
+ *   is still missing, the source is suspended again at once, so requests
+ *   do not try a missing address while the watch runs (one in that very
+ *   instant may, and is retried on the next source).
  * - Upstream health checks (upcheck.h), started with the health and made
  *   again for each new generation by health_reload().
  *
@@ -32,8 +36,10 @@ struct health;
 
 /* Start everything above for px->gen: the address watch (a WARN, not an
  * error, when netlink is not available), the start check, the upstream
- * checks. Call once px->gen is set, before the loop runs. `px` must outlive
- * the health. @return 0 and *out (stop with health_stop), -EINVAL, -ENOMEM. */
+ * checks. Call it as health_start(px, &px->health) once px->gen is set,
+ * before the loop runs: a pool watcher registered here finds the health
+ * through px->health (NULL after health_stop). `px` must outlive every
+ * generation. @return 0 and *out (stop with health_stop), -EINVAL, -ENOMEM. */
 int health_start(struct proxy *px, struct health **out);
 
 /* px->gen was replaced by a reload: check the addresses of the new

@@ -189,24 +189,47 @@ class AddressWatch(NetnsCase):
         bad, seen = requests(proxy, record, 6)
         self.assertEqual((bad, dict(seen)), ([], {"192.0.2.10": 6}))
 
+    def status(self, proxy):
+        """/status sources by name (the proxy runs with admin_listen = 127.0.0.1:0)."""
+        admin = [l for l in proxy.log() if l.startswith("INFO admin: listening")][0]
+        host, port = admin.split("addr=")[1].split()[0].rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"GET /status HTTP/1.0\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        doc = json.loads(data.split(b"\r\n\r\n", 1)[1])
+        return {x["name"]: x for x in doc["sources"]}
+
+    def test_missing_address_is_suspended_again_when_its_time_is_up(self):
+        proxy = self.proxy(source("ip-1", "192.0.2.10"),
+                           source("ip-3", "192.0.2.12", "suspend_when_unplumbed.duration = 1s"),
+                           pool="ip-1, ip-3", admin_listen="127.0.0.1:0")
+        record = self.start_server(RecordServer, DEST4)
+        mark = proxy.mark()
+        # No requests around the expiry itself: one that lands in the same
+        # instant may still pick ip-3 (and be retried on ip-1).
+        proxy.wait_log(suspended("ip-3"), 5, mark)
+        _, line = proxy.wait_log(resumed("ip-3"), 1, mark)
+        self.assertRegex(line, r"\bby=\"?expiry\b")
+        proxy.wait_log(log_matcher("INFO", ("address still not on the host",),
+                                   {"source": "ip-3"}), 1, mark)
+        bad, seen = requests(proxy, record, 4)
+        self.assertEqual((bad, dict(seen)), ([], {"192.0.2.10": 4}))
+        src = self.status(proxy)
+        self.assertEqual(src["ip-3"]["counters"]["selected"], 0, "a request tried ip-3")
+        self.assertEqual(src["ip-3"]["state"], "suspended")
+
     def test_status_says_whether_the_address_is_present(self):
         proxy = self.proxy(source("ip-1", "192.0.2.10"), source("ip-2", "192.0.2.11"),
                            admin_listen="127.0.0.1:0")
-        admin = [l for l in proxy.log() if l.startswith("INFO admin: listening")][0]
-        host, port = admin.split("addr=")[1].split()[0].rsplit(":", 1)
 
         def status():
-            s = socket.create_connection((host, int(port)), timeout=5)
-            s.sendall(b"GET /status HTTP/1.0\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            s.close()
-            doc = json.loads(data.split(b"\r\n\r\n", 1)[1])
-            return {x["name"]: x for x in doc["sources"]}
+            return self.status(proxy)
         src = status()
         self.assertEqual((src["ip-1"]["present"], src["ip-2"]["present"]), (True, True))
         mark = proxy.mark()
