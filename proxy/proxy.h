@@ -181,5 +181,12 @@ void proxy_session_gone(struct proxy *px);
 void session_accept(struct listener *l);
 /* Close every session, with RST, now (shutdown timeout). */
 void session_close_all(struct proxy *px);
+/* attempt.c: the address `addr` has left the host (the address watch). A
+ * connect from it will never hear its answer, so every session connecting
+ * from it gives that attempt up now, as a vanished source (SPEC 4.2), and
+ * goes on with the next source instead of waiting for connect_timeout.
+ * Relays are left alone: if the address comes back soon, TCP carries on.
+ * @return how many attempts were moved. */
+size_t attempt_address_gone(struct proxy *px, const struct sockaddr *addr);
 
 #endif
