@@ -58,23 +58,31 @@ static void on_address(const struct sockaddr *addr, bool present, void *ctx)
 	uint64_t now = uv_now(px->loop);
 	int idx = find_source(px, addr);
 	char text[64];
+	const struct conf_source *cs = idx < 0 ? NULL : &conf->sources[idx];
+	struct pool_source *src = idx < 0 ? NULL : source_at(px, (size_t)idx);
 
-	if (idx < 0)
-		return;
-	const struct conf_source *cs = &conf->sources[idx];
-	struct pool_source *src = source_at(px, (size_t)idx);
-	if (!src)
-		return;
 	conf_addr_str(addr, text, sizeof text);
 	if (!present) {
-		log_info("addrwatch", "address gone from the host source=%s address=%s", cs->name,
-			 text);
-		pool_report_absent(src, EADDRNOTAVAIL, now);
-	} else {
-		log_info("addrwatch", "address on the host source=%s address=%s", cs->name, text);
-		if (cs->resume_when_plumbed && suspended_for(src, POOL_REASON_UNPLUMBED, now))
-			pool_source_resume(src, now);
+		/* Suspended first, so that the moved attempts do not pick it again. */
+		if (src) {
+			log_info("addrwatch", "address gone from the host source=%s address=%s",
+				 cs->name, text);
+			pool_report_absent(src, EADDRNOTAVAIL, now);
+		}
+		/* Also a BIND to an unlisted address (bind_unlisted = allow). */
+		size_t moved = attempt_address_gone(px, addr);
+		if (moved)
+			log_info("addrwatch",
+				 "connects from the address moved to other sources address=%s "
+				 "count=%zu",
+				 text, moved);
+		return;
 	}
+	if (!src)
+		return;
+	log_info("addrwatch", "address on the host source=%s address=%s", cs->name, text);
+	if (cs->resume_when_plumbed && suspended_for(src, POOL_REASON_UNPLUMBED, now))
+		pool_source_resume(src, now);
 }
 
 /* An unplumbed suspension ended by expiry while the watch knows the address
