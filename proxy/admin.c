@@ -349,7 +349,8 @@ static void render_metrics(struct admin *a, struct buf *b)
 	buf_puts(b, "sockpool_build_info{version=\"");
 	buf_label(b, SOCKPOOL_VERSION);
 	buf_puts(b, "\"} 1\n");
-	metric_head(b, "reloads_total", "counter", "SIGHUP reloads by result.");
+	metric_head(b, "reloads_total", "counter",
+		    "Configuration reloads (SIGHUP, reload_on_change) by result.");
 	buf_printf(b, "sockpool_reloads_total{result=\"success\"} %llu\n",
 		   (unsigned long long)st->reloads_ok);
 	buf_printf(b, "sockpool_reloads_total{result=\"failure\"} %llu\n",
