@@ -2025,19 +2025,6 @@ static int warn_unimplemented(struct loader *ld)
 			 ld->server.line[rows[i].id], server_keys[rows[i].id].name, rows[i].what))
 			return -ENOMEM;
 	}
-	for (size_t i = 0; i < ld->c->n_sources; i++) {
-		const struct keyset *ks = &ld->src_meta[i].ks;
-		static const unsigned ids[] = {K_HEALTH_CHECK, K_RESUME_HEALTHY};
-		for (size_t j = 0; j < N_KEYS(ids); j++) {
-			if (has(ks, ids[j]) &&
-			    warn(ld,
-				 "%s:%u: [source \"%s\"] %s: not implemented in this version: the "
-				 "upstream is not probed",
-				 ld->name, ks->line[ids[j]], ld->c->sources[i].name,
-				 source_keys[ids[j]].name))
-				return -ENOMEM;
-		}
-	}
 	return 0;
 }
 

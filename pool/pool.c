@@ -291,6 +291,7 @@ static void carry_over(struct pool_source *s, const struct pool_source *o)
 	struct pool_set *set = s->set;
 
 	s->counters = o->counters;
+	s->health = o->health;
 	for (int k = 0; k < 2; k++) {
 		const struct pool__window *ow = &o->win[k];
 		struct pool__window *w = &s->win[k];

@@ -286,6 +286,23 @@ void pool_source_release(struct pool_source *src);
 int pool_report_success(struct pool_source *src, uint64_t now_ms);
 int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err, uint64_t now_ms);
 
+/* The source's address is not on the host now: an address watch saw it go, or
+ * a test bind at start or reload failed. Unlike a failed request this needs no
+ * window: it counts and records an UNPLUMBED failure and, when the unplumbed
+ * rule is enabled, suspends at once (reason UNPLUMBED) for the rule's duration
+ * whatever its trigger. An already suspended source is only counted, its
+ * reason and until unchanged; a disabled rule only counts. Fires FAILURE
+ * (errors 1, trigger_count 1), then OFFLINE when it suspends.
+ * @return 0, -EINVAL, -ESTALE (forwarding found no live source: dropped). */
+int pool_report_absent(struct pool_source *src, int err, uint64_t now_ms);
+
+/* A health check of the source passed (the upstream proxy answered): records
+ * the time as its last success and clears the proxy_unhealthy window; with
+ * `resume`, a PROXY_UNHEALTHY suspension ends now (ONLINE, resumed). Counts no
+ * success (`successes` are connections) and fires no SUCCESS event.
+ * @return 1 when it ended a suspension, 0, -EINVAL, -ESTALE. */
+int pool_report_check_ok(struct pool_source *src, bool resume, uint64_t now_ms);
+
 /* Admin: suspend for duration_ms (reason MANUAL; UINT64_MAX = until resumed).
  * An already suspended source gets the new reason and until, without a second
  * OFFLINE. @return 0, -EINVAL (duration 0), -ESTALE. */
@@ -301,6 +318,18 @@ struct pool_counters {
 	uint64_t suspensions;		       /* OFFLINE transitions, manual included */
 };
 
+/* The last outcomes seen on a source (connections, health checks, address
+ * watch), for /status. Times are the now_ms of the report. Carried over by
+ * pool_set_new_from() like the counters. */
+struct pool_health {
+	bool has_failure;
+	enum pool_failure last_failure_kind;
+	int last_failure_err; /* positive errno, 0 if none */
+	uint64_t last_failure_ms;
+	bool has_success;
+	uint64_t last_success_ms;
+};
+
 struct pool_source_info {
 	const char *name; /* valid as long as the source */
 	const char *identity;
@@ -313,6 +342,7 @@ struct pool_source_info {
 	uint32_t window_errors[2]; /* failures in the unplumbed / proxy_unhealthy window at now */
 	uint32_t active;	   /* acquisitions not yet released (all generations) */
 	bool at_cap;		   /* max_connections or rate reached */
+	struct pool_health health;
 };
 
 void pool_source_get_info(const struct pool_source *src, uint64_t now_ms,

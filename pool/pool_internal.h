@@ -60,6 +60,7 @@ struct pool_source {
 	enum pool_reason reason;
 	uint64_t until;
 	struct pool_counters counters;
+	struct pool_health health;
 	struct pool__anchor *anchor;
 	struct pool_source *anext, *aprev;
 	uint32_t tpos[2];

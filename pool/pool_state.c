@@ -271,11 +271,21 @@ int pool_report_success(struct pool_source *src, uint64_t now_ms)
 	assert(!src->set->firing);
 	pool__run_due(src->set, now_ms);
 	src->counters.successes++;
+	src->health.has_success = true;
+	src->health.last_success_ms = now_ms;
 	window_clear(&src->win[0]);
 	window_clear(&src->win[1]);
 	struct pool_event ev = {.type = POOL_EVENT_SUCCESS, .source = src, .now_ms = now_ms};
 	emit(src->set, &ev);
 	return 0;
+}
+
+static void note_failure(struct pool_source *s, enum pool_failure kind, int err, uint64_t now_ms)
+{
+	s->health.has_failure = true;
+	s->health.last_failure_kind = kind;
+	s->health.last_failure_err = err;
+	s->health.last_failure_ms = now_ms;
 }
 
 int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err, uint64_t now_ms)
@@ -296,6 +306,7 @@ int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err
 	    .now_ms = now_ms,
 	};
 	src->counters.failures[kind]++;
+	note_failure(src, kind, ev.err, now_ms);
 	if (kind == POOL_FAILURE_PORTS_EXHAUSTED) {
 		emit(src->set, &ev);
 		return 0;
@@ -316,6 +327,56 @@ int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err
 		go_offline(src, &ev, r->duration_ms, now_ms);
 	}
 	return 0;
+}
+
+int pool_report_absent(struct pool_source *src, int err, uint64_t now_ms)
+{
+	if (!src)
+		return -EINVAL;
+	if (!(src = live(src)))
+		return -ESTALE;
+	assert(!src->set->firing);
+	pool__run_due(src->set, now_ms);
+
+	const struct pool_rule *r = &src->rule[POOL_FAILURE_UNPLUMBED];
+	struct pool_event ev = {
+	    .type = POOL_EVENT_FAILURE,
+	    .source = src,
+	    .kind = POOL_FAILURE_UNPLUMBED,
+	    .err = err < 0 ? -err : err,
+	    .errors = 1,
+	    .trigger_count = 1,
+	    .now_ms = now_ms,
+	};
+	bool fires = src->state == POOL_STATE_ELIGIBLE && r->enabled;
+
+	src->counters.failures[POOL_FAILURE_UNPLUMBED]++;
+	note_failure(src, POOL_FAILURE_UNPLUMBED, ev.err, now_ms);
+	emit(src->set, &ev);
+	if (fires) {
+		window_clear(&src->win[POOL_FAILURE_UNPLUMBED]);
+		ev.reason = POOL_REASON_UNPLUMBED;
+		go_offline(src, &ev, r->duration_ms, now_ms);
+	}
+	return 0;
+}
+
+int pool_report_check_ok(struct pool_source *src, bool resume, uint64_t now_ms)
+{
+	if (!src)
+		return -EINVAL;
+	if (!(src = live(src)))
+		return -ESTALE;
+	assert(!src->set->firing);
+	pool__run_due(src->set, now_ms);
+	src->health.has_success = true;
+	src->health.last_success_ms = now_ms;
+	window_clear(&src->win[POOL_FAILURE_PROXY_UNHEALTHY]);
+	if (!resume || src->state != POOL_STATE_SUSPENDED ||
+	    src->reason != POOL_REASON_PROXY_UNHEALTHY)
+		return 0;
+	go_online(src, now_ms, true);
+	return 1;
 }
 
 int pool_source_suspend(struct pool_source *src, uint64_t duration_ms, uint64_t now_ms)
@@ -413,6 +474,7 @@ void pool_source_get_info(const struct pool_source *src, uint64_t now_ms,
 		out->window_errors[k] = window_count(&src->win[k], &src->rule[k], now_ms);
 	out->active = src->anchor->active;
 	out->at_cap = src->capped;
+	out->health = src->health;
 }
 
 void pool_tried_init(struct pool_tried *tried)

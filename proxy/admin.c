@@ -22,8 +22,10 @@
 
 #include <microhttpd.h>
 
+#include "health.h"
 #include "log.h"
 #include "pool.h"
+#include "procstat.h"
 #include "version.h"
 
 /* Largest body we build; a /metrics of 10k sources is a few MiB. */
@@ -196,6 +198,14 @@ static uint64_t until_wall_ms(uint64_t until_ms, uint64_t loop_now, uint64_t wal
 	return until_ms > loop_now ? wall_now + (until_ms - loop_now) : wall_now;
 }
 
+/* A loop-monotonic time in the past as wall-clock ms. */
+static uint64_t past_wall_ms(uint64_t at_ms, uint64_t loop_now, uint64_t wall_now)
+{
+	uint64_t ago = loop_now > at_ms ? loop_now - at_ms : 0;
+
+	return ago < wall_now ? wall_now - ago : 0;
+}
+
 static void buf_rfc3339(struct buf *b, uint64_t wall_ms)
 {
 	time_t secs = (time_t)(wall_ms / 1000u);
@@ -248,8 +258,6 @@ enum src_metric {
 	SM_SELECTED,
 	SM_SUCCESSES,
 	SM_SUSPENSIONS,
-	SM_STATE,
-	SM_PORTS_EXHAUSTED,
 	SM_ACTIVE,
 };
 
@@ -262,10 +270,6 @@ static uint64_t src_value(const struct pool_source_info *in, enum src_metric m)
 		return in->counters.successes;
 	case SM_SUSPENSIONS:
 		return in->counters.suspensions;
-	case SM_STATE:
-		return in->state == POOL_STATE_ELIGIBLE ? 1 : 0;
-	case SM_PORTS_EXHAUSTED:
-		return in->counters.failures[POOL_FAILURE_PORTS_EXHAUSTED];
 	case SM_ACTIVE:
 		return in->active;
 	}
@@ -288,6 +292,37 @@ static void metric_sources(struct buf *b, const char *name, const char *type, co
 		}
 		buf_printf(b, "\"} %llu\n", (unsigned long long)src_value(&infos[i], m));
 	}
+}
+
+/* The process_* families every Prometheus client library exports. */
+static void render_process(struct buf *b)
+{
+	struct procstat ps;
+
+	if (procstat_read(&ps) < 0)
+		return;
+	buf_puts(b, "# HELP process_cpu_seconds_total Total user and system CPU time spent in "
+		    "seconds.\n# TYPE process_cpu_seconds_total counter\n");
+	buf_printf(b, "process_cpu_seconds_total %.15g\n", ps.cpu_seconds);
+	buf_puts(b, "# HELP process_open_fds Number of open file descriptors.\n"
+		    "# TYPE process_open_fds gauge\n");
+	buf_printf(b, "process_open_fds %llu\n", (unsigned long long)ps.open_fds);
+	buf_puts(b, "# HELP process_max_fds Maximum number of open file descriptors.\n"
+		    "# TYPE process_max_fds gauge\n");
+	if (ps.max_fds == UINT64_MAX)
+		buf_puts(b, "process_max_fds +Inf\n");
+	else
+		buf_printf(b, "process_max_fds %llu\n", (unsigned long long)ps.max_fds);
+	buf_puts(b, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+		    "# TYPE process_virtual_memory_bytes gauge\n");
+	buf_printf(b, "process_virtual_memory_bytes %llu\n", (unsigned long long)ps.virtual_bytes);
+	buf_puts(b, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+		    "# TYPE process_resident_memory_bytes gauge\n");
+	buf_printf(b, "process_resident_memory_bytes %llu\n",
+		   (unsigned long long)ps.resident_bytes);
+	buf_puts(b, "# HELP process_start_time_seconds Start time of the process since unix epoch "
+		    "in seconds.\n# TYPE process_start_time_seconds gauge\n");
+	buf_printf(b, "process_start_time_seconds %.15g\n", ps.start_time_seconds);
 }
 
 static void render_metrics(struct admin *a, struct buf *b)
@@ -314,8 +349,19 @@ static void render_metrics(struct admin *a, struct buf *b)
 	buf_puts(b, "sockpool_build_info{version=\"");
 	buf_label(b, SOCKPOOL_VERSION);
 	buf_puts(b, "\"} 1\n");
-	metric_head(b, "start_time_seconds", "gauge", "Start time of the process, unix seconds.");
-	buf_printf(b, "sockpool_start_time_seconds %.15g\n", (double)px->started_wall_ms / 1000.0);
+	metric_head(b, "reloads_total", "counter",
+		    "Configuration reloads (SIGHUP, reload_on_change) by result.");
+	buf_printf(b, "sockpool_reloads_total{result=\"success\"} %llu\n",
+		   (unsigned long long)st->reloads_ok);
+	buf_printf(b, "sockpool_reloads_total{result=\"failure\"} %llu\n",
+		   (unsigned long long)st->reloads_failed);
+	metric_head(
+	    b, "last_reload_success_timestamp_seconds", "gauge",
+	    "When the running configuration was loaded (start or last applied reload), unix "
+	    "seconds.");
+	buf_printf(b, "sockpool_last_reload_success_timestamp_seconds %.15g\n",
+		   (double)(st->reload_ok_wall_ms ? st->reload_ok_wall_ms : px->started_wall_ms) /
+		       1000.0);
 
 	metric_head(b, "connections_active", "gauge", "Client connections open now.");
 	buf_printf(b, "sockpool_connections_active %llu\n", (unsigned long long)st->active);
@@ -390,8 +436,18 @@ static void render_metrics(struct admin *a, struct buf *b)
 	metric_sources(b, "source_suspensions_total", "counter",
 		       "Times the source went into suspension, manual ones included.", set, infos,
 		       SM_SUSPENSIONS);
-	metric_sources(b, "source_state", "gauge",
-		       "1 when the source is eligible, 0 when suspended.", set, infos, SM_STATE);
+	metric_head(b, "source_state", "gauge",
+		    "1 when the source is eligible, 0 when suspended; reason is why (none when "
+		    "eligible).");
+	for (size_t i = 0; i < n_src; i++) {
+		buf_puts(b, "sockpool_source_state{source=\"");
+		buf_label(b, infos[i].name);
+		buf_printf(b, "\",reason=\"%s\"} %d\n",
+			   infos[i].state == POOL_STATE_SUSPENDED
+			       ? pool_reason_name(infos[i].reason)
+			       : "none",
+			   infos[i].state == POOL_STATE_ELIGIBLE ? 1 : 0);
+	}
 	metric_head(b, "source_suspended_until_seconds", "gauge",
 		    "End of the current suspension, unix seconds; 0 when eligible.");
 	for (size_t i = 0; i < n_src; i++) {
@@ -407,9 +463,6 @@ static void render_metrics(struct admin *a, struct buf *b)
 		else
 			buf_printf(b, "\"} %.15g\n", (double)until / 1000.0);
 	}
-	metric_sources(b, "source_ports_exhausted_total", "counter",
-		       "Connects from the source that found no free local port.", set, infos,
-		       SM_PORTS_EXHAUSTED);
 	metric_sources(b, "source_active_connections", "gauge", "Connections using the source now.",
 		       set, infos, SM_ACTIVE);
 
@@ -422,11 +475,13 @@ static void render_metrics(struct admin *a, struct buf *b)
 		buf_printf(b, "\"} %zu\n", pool_count_eligible(pool, POOL_FAMILY_ANY));
 	}
 	free(infos);
+	render_process(b);
 }
 
 /* ---- /status ---- */
 
-static void json_source(struct buf *b, const struct pool_source *src, uint64_t now, uint64_t wall)
+static void json_source(struct buf *b, const struct health *h, const struct pool_source *src,
+			uint64_t now, uint64_t wall)
 {
 	struct pool_source_info in;
 
@@ -439,14 +494,38 @@ static void json_source(struct buf *b, const struct pool_source *src, uint64_t n
 		uint64_t until = until_wall_ms(in.suspended_until_ms, now, wall);
 		buf_puts(b, ",\"state\":\"suspended\",\"reason\":");
 		buf_json_str(b, pool_reason_name(in.reason));
+		buf_puts(b, ",\"suspended_reason\":");
+		buf_json_str(b, pool_reason_name(in.reason));
 		buf_puts(b, ",\"suspended_until\":");
 		if (until == UINT64_MAX)
 			buf_puts(b, "null");
 		else
 			buf_rfc3339(b, until);
 	} else {
-		buf_puts(b, ",\"state\":\"eligible\",\"reason\":null,\"suspended_until\":null");
+		buf_puts(b, ",\"state\":\"eligible\",\"reason\":null,\"suspended_reason\":null,"
+			    "\"suspended_until\":null");
 	}
+	/* null: the source has no address of its own to look for */
+	int present = health_present(h, pool_source_ref(src));
+	buf_printf(b, ",\"present\":%s", present < 0 ? "null" : present ? "true" : "false");
+	buf_puts(b, ",\"last_failure\":");
+	if (in.health.has_failure) {
+		buf_puts(b, "{\"time\":");
+		buf_rfc3339(b, past_wall_ms(in.health.last_failure_ms, now, wall));
+		buf_puts(b, ",\"kind\":");
+		buf_json_str(b, pool_failure_name(in.health.last_failure_kind));
+		buf_puts(b, ",\"error\":");
+		buf_json_str(b, in.health.last_failure_err ? strerror(in.health.last_failure_err)
+							   : "");
+		buf_puts(b, "}");
+	} else {
+		buf_puts(b, "null");
+	}
+	buf_puts(b, ",\"last_success\":");
+	if (in.health.has_success)
+		buf_rfc3339(b, past_wall_ms(in.health.last_success_ms, now, wall));
+	else
+		buf_puts(b, "null");
 	buf_printf(b,
 		   ",\"counters\":{\"selected\":%llu,\"successes\":%llu,\"failures\":{"
 		   "\"unplumbed\":%llu,\"proxy_unhealthy\":%llu,\"ports_exhausted\":%llu},"
@@ -505,7 +584,7 @@ static void render_status(struct admin *a, struct buf *b)
 	for (size_t i = 0; i < n_src; i++) {
 		if (i)
 			buf_puts(b, ",");
-		json_source(b, pool_set_source_at(set, i), now, wall);
+		json_source(b, px->health, pool_set_source_at(set, i), now, wall);
 	}
 	buf_puts(b, "]}\n");
 }
@@ -577,7 +656,7 @@ static enum MHD_Result respond_json_error(struct admin *a, struct MHD_Connection
 	buf_json_str(&b, msg);
 	if (src) {
 		buf_puts(&b, ",\"source\":");
-		json_source(&b, src, uv_now(a->px->loop), wall_now_ms());
+		json_source(&b, a->px->health, src, uv_now(a->px->loop), wall_now_ms());
 	}
 	buf_puts(&b, "}\n");
 	return respond_buf(c, status, "application/json", &b,
@@ -697,7 +776,7 @@ static enum MHD_Result handle_source_post(struct admin *a, struct MHD_Connection
 	}
 	struct buf b = {0};
 	*status = MHD_HTTP_OK;
-	json_source(&b, src, now, wall_now_ms());
+	json_source(&b, px->health, src, now, wall_now_ms());
 	buf_puts(&b, "\n");
 	return respond_buf(c, *status, "application/json", &b, NULL);
 }

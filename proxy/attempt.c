@@ -505,6 +505,48 @@ void attempt_on_timer(struct session *s)
 	attempt_retry(s, &in);
 }
 
+static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return a->sa_family == AF_INET6 &&
+	       memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+size_t attempt_address_gone(struct proxy *px, const struct sockaddr *addr)
+{
+	struct classify_input in = {
+	    .phase = CLASSIFY_CONNECT, .err = UV_EADDRNOTAVAIL, .source_gone = true};
+	struct session *s = px->sessions, *next;
+	size_t n = 0;
+
+	for (; s; s = next) {
+		const struct sockaddr *from = NULL;
+
+		next = s->next;
+		if (s->state != S_CONNECTING || !s->out || s->out->via_proxy || !s->h)
+			continue;
+		if (s->h->adhoc)
+			from = (const struct sockaddr *)&s->h->adhoc_addr;
+		else if (s->cs && s->cs->kind == CONF_SOURCE_ADDRESS)
+			from = (const struct sockaddr *)&s->cs->addr;
+		if (!from || !same_ip(from, addr))
+			continue;
+		log_debug("session",
+			  "id=%llu source=%s left the host while connecting: next source",
+			  (unsigned long long)s->id, s->cs ? s->cs->name : "-");
+		uv_timer_stop(&s->timer);
+		attempt_close(s, true);
+		attempt_retry(s, &in);
+		n++;
+	}
+	return n;
+}
+
 static void on_upstream_done(struct upstream *u, const struct upstream_result *res, void *ctx)
 {
 	struct session *s = ctx;

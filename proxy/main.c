@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "health.h"
 #include "healthcheck.h"
 #include "log.h"
 #include "proxy.h"
@@ -13,7 +14,7 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: sockpool [-c FILE] [--check | --healthcheck]\n"
+	fprintf(out, "usage: sockpool [-c FILE] [--check [--strict] | --healthcheck]\n"
 		     "\n"
 		     "SOCKS5 proxy that picks each connection's source IP from weighted pools.\n"
 		     "\n"
@@ -21,7 +22,9 @@ static void usage(FILE *out)
 		     "                     default runs: 127.0.0.1:1080 and [::1]:1080, loopback\n"
 		     "                     clients, the default route plus SOCKPOOL_SOURCES\n"
 		     "  -t, --check        validate the configuration, print the resolved pools\n"
-		     "                     and exit 0 (valid) or 1 (invalid)\n"
+		     "                     and exit 0 (valid) or 1 (invalid); source addresses\n"
+		     "                     missing on this host are listed as warnings\n"
+		     "      --strict       with --check: exit 1 when there is any warning\n"
 		     "      --healthcheck  probe the sockpool this configuration describes:\n"
 		     "                     GET /healthz on admin_listen, else a SOCKS5 greeting\n"
 		     "                     to the first listener; exit 0 (healthy) or 1\n"
@@ -35,9 +38,22 @@ static void usage(FILE *out)
 		     "every section and key of the configuration file.\n");
 }
 
+static void on_missing_address(const struct conf_source *cs, int err, void *ctx)
+{
+	const char *path = ctx;
+	char addr[64];
+
+	conf_addr_str((const struct sockaddr *)&cs->addr, addr, sizeof addr);
+	fprintf(stderr,
+		"sockpool: warning: %s:%u: [source \"%s\"] address %s is not on this host (%s): "
+		"the source starts suspended until it is\n",
+		path, cs->line, cs->name, addr, strerror(err));
+}
+
 /* --check: build the pools too, which catches what only the pool engine
- * checks, then print the resolved configuration. */
-static int check_config(struct conf *conf)
+ * checks, then print the resolved configuration. Source addresses missing
+ * on this host are warnings; with `strict` any warning fails. */
+static int check_config(struct conf *conf, bool strict)
 {
 	struct proxy_gen *gen = NULL;
 	char err[CONF_ERR_MAX];
@@ -48,9 +64,16 @@ static int check_config(struct conf *conf)
 	}
 	for (size_t i = 0; i < conf->n_warnings; i++)
 		fprintf(stderr, "sockpool: warning: %s\n", conf->warnings[i]);
+	size_t warnings =
+	    conf->n_warnings + health_missing_addresses(conf, on_missing_address, conf->path);
 	conf_dump(conf, stdout);
-	printf("configuration ok\n");
 	proxy_gen_unref(gen); /* frees conf with it */
+	if (strict && warnings) {
+		fprintf(stderr, "sockpool: --strict: %zu warning%s\n", warnings,
+			warnings == 1 ? "" : "s");
+		return 1;
+	}
+	printf("configuration ok\n");
 	return 0;
 }
 
@@ -67,11 +90,13 @@ static int healthcheck(struct conf *conf)
 }
 
 /* @return -1 to go on, else the exit code. */
-static int parse_args(int argc, char **argv, const char **path, bool *check, bool *health)
+static int parse_args(int argc, char **argv, const char **path, bool *check, bool *strict,
+		      bool *health)
 {
 	static const struct option longopts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"check", no_argument, NULL, 't'},
+	    {"strict", no_argument, NULL, 'S'},	     /* no short form */
 	    {"healthcheck", no_argument, NULL, 'H'}, /* no short form */
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
@@ -86,6 +111,9 @@ static int parse_args(int argc, char **argv, const char **path, bool *check, boo
 			break;
 		case 't':
 			*check = true;
+			break;
+		case 'S':
+			*strict = true;
 			break;
 		case 'H':
 			*health = true;
@@ -105,6 +133,11 @@ static int parse_args(int argc, char **argv, const char **path, bool *check, boo
 		fprintf(stderr, "sockpool: --check and --healthcheck exclude each other\n");
 		return 2;
 	}
+	if (*strict && !*check) {
+		fprintf(stderr, "sockpool: --strict only goes with --check\n");
+		usage(stderr);
+		return 2;
+	}
 	if (optind < argc) {
 		fprintf(stderr, "sockpool: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
@@ -116,7 +149,7 @@ static int parse_args(int argc, char **argv, const char **path, bool *check, boo
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
-	bool check = false, health = false;
+	bool check = false, strict = false, health = false;
 	char err[CONF_ERR_MAX] = "";
 	struct conf *conf = NULL;
 	int rc;
@@ -125,7 +158,7 @@ int main(int argc, char **argv)
 	 * probes; its default of 4 threads lets a few slow resolvers hold up
 	 * every other lookup. */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
-	rc = parse_args(argc, argv, &path, &check, &health);
+	rc = parse_args(argc, argv, &path, &check, &strict, &health);
 	if (rc >= 0)
 		return rc;
 	if (path)
@@ -142,5 +175,5 @@ int main(int argc, char **argv)
 	}
 	if (health)
 		return healthcheck(conf);
-	return check ? check_config(conf) : proxy_run(conf, path);
+	return check ? check_config(conf, strict) : proxy_run(conf, path);
 }

@@ -44,7 +44,7 @@ struct listener {
 
 struct client_slot; /* per-client-address connection counts */
 struct admin;
-struct addrwatch;
+struct health;
 struct throttle;
 struct emfile_watch;
 struct confwatch;
@@ -96,7 +96,10 @@ struct proxy_stats {
 	uint64_t accept_emfile;		       /* of those: out of file descriptors */
 	uint64_t dest_denied;		       /* requests refused by the destination policy */
 	uint64_t auth_delayed;		       /* failed logins answered after a throttle delay */
-	uint64_t auth_queue_full; /* logins over a password-check cap: parked or refused */
+	uint64_t auth_queue_full;   /* logins over a password-check cap: parked or refused */
+	uint64_t reloads_ok;	    /* reloads applied */
+	uint64_t reloads_failed;    /* reloads rejected */
+	uint64_t reload_ok_wall_ms; /* wall time of the last applied reload, 0 = none */
 };
 
 void proxy_hist_observe(struct proxy_hist *h, double ms);
@@ -130,7 +133,7 @@ struct proxy {
 	char *boot_user;
 	unsigned boot_workers;
 	struct admin *admin;	     /* NULL when admin_listen is off */
-	struct addrwatch *addrwatch; /* NULL unless a source has resume_when_plumbed */
+	struct health *health;	     /* address watch, start check, upstream checks (health.h) */
 	struct throttle *throttle;   /* rate-limited WARNs (throttle.h) */
 	struct emfile_watch *emfile; /* notices fd exhaustion at accept (emfile.h) */
 	struct confwatch *confwatch; /* NULL unless reload_on_change */
@@ -178,5 +181,12 @@ void proxy_session_gone(struct proxy *px);
 void session_accept(struct listener *l);
 /* Close every session, with RST, now (shutdown timeout). */
 void session_close_all(struct proxy *px);
+/* attempt.c: the address `addr` has left the host (the address watch). A
+ * connect from it will never hear its answer, so every session connecting
+ * from it gives that attempt up now, as a vanished source (SPEC 4.2), and
+ * goes on with the next source instead of waiting for connect_timeout.
+ * Relays are left alone: if the address comes back soon, TCP carries on.
+ * @return how many attempts were moved. */
+size_t attempt_address_gone(struct proxy *px, const struct sockaddr *addr);
 
 #endif

@@ -14,13 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "addrwatch.h"
 #include "admin.h"
 #include "authq.h"
 #include "confwatch.h"
 #include "egress.h"
 #include "emfile.h"
 #include "gen.h"
+#include "health.h"
 #include "log.h"
 #include "notify.h"
 #include "pool.h"
@@ -293,30 +293,6 @@ static void prefixes_check(struct proxy *px)
 	}
 }
 
-static void addrwatch_ensure(struct proxy *px)
-{
-	const struct conf *conf = px->gen->conf;
-	bool wanted = false;
-	int rc;
-
-	for (size_t i = 0; i < conf->n_sources && !wanted; i++)
-		wanted = conf->sources[i].resume_when_plumbed;
-	if (!wanted || px->addrwatch || px->stopping)
-		return;
-	rc = addrwatch_start(px, &px->addrwatch);
-	if (rc < 0)
-		log_warn("server",
-			 "resume_when_plumbed: cannot watch address changes error=\"%s\"; "
-			 "suspensions end at their expiry only",
-			 strerror(-rc));
-}
-
-static void addrwatch_end(struct proxy *px)
-{
-	addrwatch_stop(px->addrwatch);
-	px->addrwatch = NULL;
-}
-
 static void maybe_finish(struct proxy *px)
 {
 	if (!px->stopping || px->n_sessions > 0)
@@ -360,7 +336,8 @@ static void begin_shutdown(struct proxy *px, int signum)
 	listeners_close(px);
 	admin_stop(px->admin);
 	px->admin = NULL;
-	addrwatch_end(px);
+	health_stop(px->health);
+	px->health = NULL;
 	poolwatch_stop(px);
 	if (px->n_sessions > 0)
 		uv_timer_start(&px->shutdown_timer, on_shutdown_timer,
@@ -442,6 +419,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 	if (rc < 0) {
 		log_error("server", "reload rejected, keeping the running configuration: %s",
 			  err[0] ? err : strerror(-rc));
+		px->stats.reloads_failed++;
 		notify_ready();
 		return;
 	}
@@ -454,9 +432,11 @@ static void on_sighup(uv_signal_t *s, int signum)
 				   "effect at the next restart");
 	proxy_gen_unref(px->gen);
 	px->gen = gen;
+	px->stats.reloads_ok++;
+	px->stats.reload_ok_wall_ms = (uint64_t)time(NULL) * 1000;
 	prefixes_check(px);
 	poolwatch_kick(px);
-	addrwatch_ensure(px);
+	health_reload(px->health);
 	confwatch_set(&px->confwatch, px->loop, px->reload_path, conf->server.reload_on_change,
 		      on_conf_changed, px);
 	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path,
@@ -633,11 +613,11 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		listeners_close(px);
 		admin_stop(px->admin);
 		px->admin = NULL;
-		addrwatch_end(px);
 		maybe_finish(px);
 	} else {
 		prefixes_check_at_start(px);
-		addrwatch_ensure(px);
+		if (health_start(px, &px->health) < 0)
+			log_error("main", "out of memory: no address watch and no upstream checks");
 		/* After the listeners: libuv has its spare descriptor by now. */
 		emfile_watch_start(px);
 		confwatch_set(&px->confwatch, px->loop, px->reload_path,

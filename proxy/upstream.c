@@ -92,13 +92,22 @@ static void go_to(struct upstream *u, int state, uint8_t which)
 		proxy_failed(u, rc, "write to proxy failed");
 }
 
+/* CONNECT, or for a probe (no destination) the end of the handshake. */
+static void connect_or_done(struct upstream *u)
+{
+	if (u->msg_len[MSG_CONNECT] > 0)
+		go_to(u, S_CONNECT, MSG_CONNECT);
+	else
+		finish(u, UPSTREAM_OK, 0, 0, "proxy answered the handshake");
+}
+
 /* BIND when a source address is set, then CONNECT. */
 static void after_auth(struct upstream *u)
 {
 	if (u->msg_len[MSG_BIND] > 0)
 		go_to(u, S_BIND, MSG_BIND);
 	else
-		go_to(u, S_CONNECT, MSG_CONNECT);
+		connect_or_done(u);
 }
 
 static void on_method_reply(struct upstream *u)
@@ -166,7 +175,7 @@ static void on_bind_reply(struct upstream *u)
 		finish(u, UPSTREAM_PROXY_FAILED, 0, r.rep,
 		       "proxy refused to BIND the source address");
 	else
-		go_to(u, S_CONNECT, MSG_CONNECT);
+		connect_or_done(u);
 }
 
 static void on_connect_reply(struct upstream *u)
@@ -307,6 +316,8 @@ static int encode(struct upstream *u, const struct upstream_params *p)
 	}
 
 	u->msg_off[MSG_CONNECT] = (uint16_t)off;
+	if (p->dest == NULL)
+		return 0; /* a probe: msg_len[MSG_CONNECT] stays 0 */
 	n = socks5_write_request(u->msg + off, sizeof(u->msg) - off, SOCKS5_CMD_CONNECT, p->dest);
 	if (n < 0)
 		return n;
@@ -319,7 +330,7 @@ int upstream_start(struct upstream *u, uv_stream_t *stream, const struct upstrea
 {
 	int rc;
 
-	if (u == NULL || stream == NULL || p == NULL || p->dest == NULL || cb == NULL)
+	if (u == NULL || stream == NULL || p == NULL || cb == NULL)
 		return -EINVAL;
 	memset(u, 0, sizeof(*u));
 	rc = encode(u, p);

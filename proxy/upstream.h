@@ -44,11 +44,14 @@ struct upstream_params {
 	const char *password;		    /* with username; NULL = empty; 0..255 bytes */
 	const struct sockaddr *bind_source; /* NULL: no BIND; else BIND addr:0 (port ignored) */
 	const struct socks5_addr *dest;	    /* CONNECT target, any ATYP; a DOMAIN is passed
-					       through unresolved */
+					       through unresolved. NULL: a health probe that
+					       ends with UPSTREAM_OK after the greeting, auth
+					       and BIND (if any), sending no CONNECT */
 };
 
 enum upstream_status {
-	UPSTREAM_OK,	       /* CONNECT succeeded: res->bnd is what the proxy reported */
+	UPSTREAM_OK,	       /* CONNECT succeeded: res->bnd is what the proxy reported
+				  (a probe: the handshake passed; bnd is zero) */
 	UPSTREAM_PROXY_FAILED, /* blame the source's proxy: EOF, reset, malformed reply,
 				  every method refused (0xFF), auth refused, BIND refused */
 	UPSTREAM_DEST_FAILED,  /* the proxy's CONNECT failed: pass res->rep to our client */
@@ -97,7 +100,7 @@ struct upstream {
  * Reads with uv_read_start() on it and writes with uv_write(). cb is called
  * exactly once, unless upstream_cancel() is called first.
  * @return 0, or a negative error and then cb is never called and the stream
- * is as it was: -EINVAL for a bad argument (dest NULL or invalid, a username
+ * is as it was: -EINVAL for a bad argument (dest invalid, a username
  * of 0 or over 255 bytes, a password over 255 bytes or without
  * a username), -EAFNOSUPPORT for a bind_source neither AF_INET nor
  * AF_INET6, or the error of uv_read_start()/uv_write(). */

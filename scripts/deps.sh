@@ -6,9 +6,9 @@ SOCKPOOL_BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build libuv1-dev libin
   libcmocka-dev libcrypt-dev libmicrohttpd-dev libsystemd-dev"
 # groff lints the man pages, systemd has systemd-analyze, podman and
 # mmdebstrap build and run the container image, exim4-daemon-heavy is the
-# real Exim that test_exim drives.
+# real Exim that test_exim drives, prometheus has promtool for /metrics.
 SOCKPOOL_TEST_PKGS="python3 python3-socks curl ncat iproute2 procps microsocks proxychains4
-  groff systemd podman mmdebstrap exim4-daemon-heavy"
+  groff systemd podman mmdebstrap exim4-daemon-heavy prometheus"
 
 sockpool_install_missing() {
 	local missing=() p

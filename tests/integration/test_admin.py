@@ -7,7 +7,10 @@ import http.client
 import json
 import math
 import re
+import shutil
+import signal
 import socket
+import subprocess
 import time
 
 from harness import (HTTPServer, NetnsCase, ProxyCase, http_body, main, make_config,
@@ -232,15 +235,24 @@ class Endpoints(Admin):
             "sockpool_source_suspensions_total": "counter",
             "sockpool_source_state": "gauge",
             "sockpool_source_suspended_until_seconds": "gauge",
-            "sockpool_source_ports_exhausted_total": "counter",
             "sockpool_source_active_connections": "gauge",
             "sockpool_handshake_duration_seconds": "histogram",
             "sockpool_connect_duration_seconds": "histogram",
             "sockpool_pool_eligible_sources": "gauge",
             "sockpool_build_info": "gauge",
-            "sockpool_start_time_seconds": "gauge",
+            "sockpool_reloads_total": "counter",
+            "sockpool_last_reload_success_timestamp_seconds": "gauge",
+            "process_start_time_seconds": "gauge",
+            "process_cpu_seconds_total": "counter",
+            "process_open_fds": "gauge",
+            "process_max_fds": "gauge",
+            "process_resident_memory_bytes": "gauge",
+            "process_virtual_memory_bytes": "gauge",
         }
         self.assertEqual({k: fam[k]["type"] for k in types if k in fam}, types)
+        # ports exhausted is one kind of source_failures_total, not a family of its own
+        self.assertNotIn("sockpool_source_ports_exhausted_total", fam)
+        self.assertNotIn("sockpool_start_time_seconds", fam)  # process_start_time_seconds
         results = {l["result"] for _, l, _ in fam["sockpool_connections_total"]["samples"]}
         self.assertTrue({"ok", "refused", "handshake", "auth", "not_allowed", "destination",
                          "exhausted", "error"} <= results, results)
@@ -253,16 +265,26 @@ class Endpoints(Admin):
         self.assertEqual(kinds, {(s, k) for s in ("lo4", "lo6")
                                  for k in ("unplumbed", "proxy_unhealthy", "ports_exhausted")})
         for src in ("lo4", "lo6"):
-            self.assertEqual(sample(fam, "sockpool_source_state", source=src), 1)
+            self.assertEqual(sample(fam, "sockpool_source_state", source=src, reason="none"), 1)
             self.assertEqual(sample(fam, "sockpool_source_suspended_until_seconds", source=src), 0)
         self.assertEqual(sample(fam, "sockpool_pool_eligible_sources", pool="main"), 2)
         self.assertEqual(sample(fam, "sockpool_connections_active"), 0)
         self.assertEqual(sample(fam, "sockpool_handshake_duration_seconds_count"), 0)
         self.assertEqual(len(fam["sockpool_build_info"]["samples"]), 1)
         self.assertRegex(fam["sockpool_build_info"]["samples"][0][1]["version"], r"^\d+\.\d+")
-        start = sample(fam, "sockpool_start_time_seconds")
+        start = sample(fam, "process_start_time_seconds")
         self.assertLessEqual(start, before + 1)
-        self.assertGreater(start, before - 60, "start_time_seconds is not the start time")
+        self.assertGreater(start, before - 60, "process_start_time_seconds is not the start time")
+        self.assertEqual(sample(fam, "sockpool_reloads_total", result="success"), 0)
+        self.assertEqual(sample(fam, "sockpool_reloads_total", result="failure"), 0)
+        self.assertAlmostEqual(sample(fam, "sockpool_last_reload_success_timestamp_seconds"),
+                               start, delta=2)
+        self.assertGreater(sample(fam, "process_open_fds"), 3)
+        self.assertGreaterEqual(sample(fam, "process_max_fds"), sample(fam, "process_open_fds"))
+        self.assertGreater(sample(fam, "process_resident_memory_bytes"), 1 << 20)
+        self.assertGreaterEqual(sample(fam, "process_virtual_memory_bytes"),
+                                sample(fam, "process_resident_memory_bytes"))
+        self.assertGreaterEqual(sample(fam, "process_cpu_seconds_total"), 0)
 
     @sockpool_only
     def test_counters_move_after_a_proxied_fetch(self):
@@ -302,6 +324,9 @@ class Endpoints(Admin):
         doc = self.status_json()
         lo4 = self.source_of(doc, "lo4")
         self.assertEqual((lo4["counters"]["selected"], lo4["counters"]["successes"]), (1, 1))
+        # the fetch is the source's last success, a few seconds ago at most
+        self.assertLess(abs(parse_rfc3339(lo4["last_success"]) - time.time()), 5)
+        self.assertIsNone(lo4["last_failure"])
 
     @sockpool_only
     def test_status_json(self):
@@ -320,11 +345,57 @@ class Endpoints(Admin):
                                            {"name": "lo6", "weight": 3, "priority": 0}])
         self.assertEqual([s["name"] for s in doc["sources"]], ["lo4", "lo6"])
         lo6 = self.source_of(doc, "lo6")
-        self.assertEqual((lo6["address"], lo6["state"], lo6["reason"], lo6["suspended_until"],
-                          lo6["active"]), ("::1", "eligible", None, None, 0))
+        self.assertEqual((lo6["address"], lo6["state"], lo6["reason"], lo6["suspended_reason"],
+                          lo6["suspended_until"], lo6["active"]),
+                         ("::1", "eligible", None, None, None, 0))
+        # ::1 is on the host; nothing has been tried yet
+        self.assertEqual((lo6["present"], lo6["last_failure"], lo6["last_success"]),
+                         (True, None, None))
         self.assertEqual(lo6["counters"], {
             "selected": 0, "successes": 0, "suspensions": 0,
             "failures": {"unplumbed": 0, "proxy_unhealthy": 0, "ports_exhausted": 0}})
+
+    @sockpool_only
+    def test_metrics_pass_promtool(self):
+        """promtool (Debian package prometheus) lints names, types, HELP and
+        suffixes: it must find nothing, also with a suspended source and
+        traffic behind the counters."""
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool missing: install the prometheus package")
+        proxy = self.start()
+        web = self.start_http()
+        s, _ = socks_open(proxy.addr, *web.addr)
+        s.close()
+        self.assertEqual(self.http("POST", "/sources/lo6/suspend?duration=1m")[0], 200)
+        status, _, body = self.http("GET", "/metrics")
+        self.assertEqual(status, 200)
+        p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (0, "", ""), body[:2000])
+
+    @sockpool_only
+    def test_reloads_are_counted(self):
+        proxy = self.start()
+        fam = self.metrics()
+        boot = sample(fam, "sockpool_last_reload_success_timestamp_seconds")
+        mark = proxy.mark()
+        time.sleep(1.1)  # the timestamp has whole-second resolution
+        proxy.send_signal(signal.SIGHUP)
+        proxy.wait_log(lambda l: l.startswith("INFO server: reloaded"), 5, mark)
+        fam = self.metrics()
+        self.assertEqual(sample(fam, "sockpool_reloads_total", result="success"), 1)
+        self.assertEqual(sample(fam, "sockpool_reloads_total", result="failure"), 0)
+        after = sample(fam, "sockpool_last_reload_success_timestamp_seconds")
+        self.assertGreater(after, boot)
+        with open(proxy.conf_path, "a") as f:
+            f.write("\n[nonsense]\n")
+        mark = proxy.mark()
+        proxy.send_signal(signal.SIGHUP)
+        proxy.wait_log(lambda l: "reload rejected" in l, 5, mark)
+        fam = self.metrics()
+        self.assertEqual(sample(fam, "sockpool_reloads_total", result="success"), 1)
+        self.assertEqual(sample(fam, "sockpool_reloads_total", result="failure"), 1)
+        self.assertEqual(sample(fam, "sockpool_last_reload_success_timestamp_seconds"), after)
 
     @sockpool_only
     def test_healthz_follows_suspension_and_its_expiry(self):
@@ -345,7 +416,7 @@ class Endpoints(Admin):
         status, _, body = self.http("GET", "/healthz")
         self.assertEqual((status, body), (503, "no eligible source in pool main\n"))
         fam = self.metrics()
-        self.assertEqual(sample(fam, "sockpool_source_state", source="lo4"), 0)
+        self.assertEqual(sample(fam, "sockpool_source_state", source="lo4", reason="manual"), 0)
         self.assertAlmostEqual(
             sample(fam, "sockpool_source_suspended_until_seconds", source="lo4"), until, delta=0.01)
         self.assertEqual(sample(fam, "sockpool_source_suspensions_total", source="lo4"), 1)

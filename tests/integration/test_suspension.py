@@ -1,6 +1,7 @@
 """Unplumbed sources in a namespace: suspension, retry before any byte is
 relayed, WARN/INFO logs, thresholds, recovery, and a pool with no source."""
 
+import socket
 import threading
 import time
 
@@ -129,9 +130,20 @@ class Suspension(NetnsCase):
                                 "the second suspension must have been cleared (INFO) first")
 
     def failover_proxy(self, trigger):
-        """ip-u (never plumbed) in tier 1 is tried first by every request."""
+        """ip-u in tier 1 is tried first by every request and fails each time.
+
+        It is an upstream proxy on a port where nothing listens: a missing
+        address no longer reaches a trigger window at all (the start check
+        and the address watch suspend it at once, test_health.py), and the
+        proxy_unhealthy rule runs on the same rolling window."""
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        self.closed_port = closed.getsockname()[1]
+        closed.close()
         proxy = self.start_proxy(make_config(sections=(
-            source("ip-u", "192.0.2.50", trigger, "30s") +
+            '[source "ip-u"]\nsocks5_proxy_server = 127.0.0.1:%d\n'
+            "suspend_when_proxy_unhealthy.trigger = %s\n"
+            "suspend_when_proxy_unhealthy.duration = 30s\n\n" % (self.closed_port, trigger) +
             source("ip-ok", "192.0.2.10", "immediate", "30s") +
             '[pool "main"]\nstrategy = failover\nsource = ip-u priority=1\n'
             'source = ip-ok priority=2\n')))
@@ -153,8 +165,8 @@ class Suspension(NetnsCase):
         bad, seen = self.requests(proxy, self.record.addr, 1)
         self.assertEqual((bad, dict(seen)), ([], {"192.0.2.10": 1}))
         _, line = proxy.wait_log(suspended("ip-u"), 2)
-        self.assertIn("unplumbed", line)
-        self.assertIn("192.0.2.50", line)
+        self.assertIn("proxy_unhealthy", line)
+        self.assertIn("127.0.0.1:%d" % self.closed_port, line)
         self.requests(proxy, self.record.addr, 3)
         self.assertEqual(proxy.count_log(suspended("ip-u")), 1)
 

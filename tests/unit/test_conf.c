@@ -2137,6 +2137,11 @@ static void test_load_operation_keys(void **state)
 	assert_int_equal(sv->relay, CONF_RELAY_COPY);
 	assert_int_equal(c->sources[0].health_check_ms, 60000);
 	assert_true(c->sources[0].resume_when_healthy);
+	/* the upstream checks are implemented: no warning names their keys */
+	for (size_t i = 0; i < c->n_warnings; i++) {
+		assert_null(strstr(c->warnings[i], "health_check"));
+		assert_null(strstr(c->warnings[i], "resume_when_healthy"));
+	}
 	conf_free(c);
 
 	c = load_ok("[server]\naccess_log = on\nlog_target = journald\n"

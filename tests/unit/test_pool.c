@@ -1470,6 +1470,135 @@ static void test_pool_random_operations_match_model(void **state)
 	pool_set_free(set);
 }
 
+static void test_pool_absent_suspends_at_once_whatever_the_trigger(void **state)
+{
+	(void)state;
+	struct pool_source_spec src[2] = {src_spec("a", V4), src_spec("b", V4)};
+	src[0].unplumbed = (struct pool_rule){true, 3, MIN, 2 * MIN};
+	src[1].unplumbed = (struct pool_rule){false, 0, 0, 0};
+	struct pool_entry_spec ent[2] = {{0, 1, 0}, {1, 1, 0}};
+	struct pool_spec pool = {"p", POOL_STRATEGY_ROUND_ROBIN, ent, 2};
+	struct pool_set *set = mkset(src, 2, &pool, 1);
+	struct pool_source *a = pool_set_source(set, "a"), *b = pool_set_source(set, "b");
+	struct counter c = {0};
+	struct pool_source_info info;
+
+	assert_int_equal(pool_set_watch(set, POOL_EVENTS_ALL, on_event, &c), 0);
+	/* one request failure sits in the 3/1m window; the watch does not wait */
+	assert_int_equal(pool_report_failure(a, POOL_FAILURE_UNPLUMBED, EADDRNOTAVAIL, 10), 0);
+	assert_false(suspended(a));
+	assert_int_equal(pool_report_absent(a, -EADDRNOTAVAIL, 100), 0);
+	pool_source_get_info(a, 100, &info);
+	assert_int_equal(info.state, POOL_STATE_SUSPENDED);
+	assert_int_equal(info.reason, POOL_REASON_UNPLUMBED);
+	assert_int_equal(info.suspended_until_ms, 100 + 2 * MIN); /* the source's duration */
+	assert_int_equal(info.window_errors[POOL_FAILURE_UNPLUMBED], 0);
+	assert_int_equal(info.counters.failures[POOL_FAILURE_UNPLUMBED], 2);
+	assert_int_equal(c.n[POOL_EVENT_FAILURE], 2);
+	assert_int_equal(c.n[POOL_EVENT_OFFLINE], 1);
+	assert_int_equal(c.last[POOL_EVENT_OFFLINE].reason, POOL_REASON_UNPLUMBED);
+	assert_int_equal(c.last[POOL_EVENT_OFFLINE].err, EADDRNOTAVAIL);
+	assert_int_equal(c.last[POOL_EVENT_OFFLINE].trigger_count, 1);
+	assert_int_equal(c.last[POOL_EVENT_OFFLINE].duration_ms, 2 * MIN);
+	assert_true(info.health.has_failure);
+	assert_int_equal(info.health.last_failure_kind, POOL_FAILURE_UNPLUMBED);
+	assert_int_equal(info.health.last_failure_ms, 100);
+
+	/* already suspended: counted, neither extended nor a second OFFLINE */
+	assert_int_equal(pool_report_absent(a, EADDRNOTAVAIL, 5000), 0);
+	pool_source_get_info(a, 5000, &info);
+	assert_int_equal(info.suspended_until_ms, 100 + 2 * MIN);
+	assert_int_equal(info.counters.failures[POOL_FAILURE_UNPLUMBED], 3);
+	assert_int_equal(c.n[POOL_EVENT_OFFLINE], 1);
+	/* a manual suspension keeps its reason */
+	assert_int_equal(pool_source_suspend(b, MIN, 0), 0);
+	assert_int_equal(pool_report_absent(b, EADDRNOTAVAIL, 1), 0);
+	pool_source_get_info(b, 1, &info);
+	assert_int_equal(info.reason, POOL_REASON_MANUAL);
+	/* a disabled rule only counts */
+	assert_int_equal(pool_source_resume(b, 2), 0);
+	assert_int_equal(pool_report_absent(b, EADDRNOTAVAIL, 3), 0);
+	assert_false(suspended(b));
+	pool_source_get_info(b, 3, &info);
+	assert_int_equal(info.counters.failures[POOL_FAILURE_UNPLUMBED], 2);
+	assert_int_equal(pool_report_absent(NULL, 0, 0), -EINVAL);
+	pool_set_free(set);
+}
+
+static void test_pool_check_ok_resumes_only_proxy_unhealthy(void **state)
+{
+	(void)state;
+	struct pool_set *set = mkpool(POOL_STRATEGY_ROUND_ROBIN, "ab", NULL, NULL);
+	struct pool_source *a = pool_set_source(set, "a"), *b = pool_set_source(set, "b");
+	struct counter c = {0};
+	struct pool_source_info info;
+
+	assert_int_equal(pool_set_watch(set, POOL_EVENTS_ALL, on_event, &c), 0);
+	/* proxy_unhealthy is 3/5m in src_spec */
+	for (uint64_t t = 1; t <= 2; t++)
+		pool_report_failure(a, POOL_FAILURE_PROXY_UNHEALTHY, ECONNREFUSED, t);
+	assert_int_equal(pool_report_check_ok(a, false, 3), 0);
+	pool_source_get_info(a, 3, &info);
+	assert_int_equal(info.window_errors[POOL_FAILURE_PROXY_UNHEALTHY], 0); /* cleared */
+	assert_int_equal(info.counters.successes, 0); /* not a connection */
+	assert_true(info.health.has_success);
+	assert_int_equal(info.health.last_success_ms, 3);
+	assert_int_equal(c.n[POOL_EVENT_SUCCESS], 0);
+	for (uint64_t t = 4; t <= 6; t++)
+		pool_report_failure(a, POOL_FAILURE_PROXY_UNHEALTHY, ECONNREFUSED, t);
+	assert_true(suspended(a));
+	/* without resume_when_healthy the suspension runs its course */
+	assert_int_equal(pool_report_check_ok(a, false, 7), 0);
+	assert_true(suspended(a));
+	assert_int_equal(pool_report_check_ok(a, true, 8), 1);
+	assert_false(suspended(a));
+	assert_int_equal(c.n[POOL_EVENT_ONLINE], 1);
+	assert_true(c.last[POOL_EVENT_ONLINE].resumed);
+	assert_int_equal(c.last[POOL_EVENT_ONLINE].reason, POOL_REASON_PROXY_UNHEALTHY);
+	/* other reasons are not the health check's to end */
+	assert_int_equal(pool_source_suspend(b, MIN, 9), 0);
+	assert_int_equal(pool_report_check_ok(b, true, 10), 0);
+	assert_true(suspended(b));
+	assert_int_equal(pool_report_absent(a, EADDRNOTAVAIL, 11), 0);
+	assert_int_equal(pool_report_check_ok(a, true, 12), 0);
+	assert_true(suspended(a));
+	assert_int_equal(pool_report_check_ok(NULL, true, 0), -EINVAL);
+	pool_set_free(set);
+}
+
+static void test_pool_health_is_recorded_and_carried_over(void **state)
+{
+	(void)state;
+	struct pool_set *old = mkpool(POOL_STRATEGY_ROUND_ROBIN, "ab", NULL, NULL), *next = NULL;
+	struct pool_source *a = pool_set_source(old, "a");
+	struct pool_source_info info;
+
+	pool_source_get_info(a, 0, &info);
+	assert_false(info.health.has_failure);
+	assert_false(info.health.has_success);
+	assert_int_equal(pool_report_success(a, 50), 0);
+	assert_int_equal(pool_report_failure(a, POOL_FAILURE_PORTS_EXHAUSTED, -EADDRINUSE, 70), 0);
+	pool_source_get_info(a, 70, &info);
+	assert_int_equal(info.health.last_success_ms, 50);
+	assert_int_equal(info.health.last_failure_ms, 70);
+	assert_int_equal(info.health.last_failure_kind, POOL_FAILURE_PORTS_EXHAUSTED);
+	assert_int_equal(info.health.last_failure_err, EADDRINUSE);
+
+	struct pool_source_spec src[2] = {src_spec("a", V4), src_spec("b", V4)};
+	struct pool_entry_spec ent[2] = {{0, 1, 0}, {1, 1, 0}};
+	struct pool_spec pool = {"p", POOL_STRATEGY_ROUND_ROBIN, ent, 2};
+	struct pool_set_spec spec = {src, 2, &pool, 1, &test_alloc};
+	assert_int_equal(pool_set_new_from(old, &spec, &next, NULL, 0), 0);
+	pool_source_get_info(pool_set_source(next, "a"), 80, &info);
+	assert_true(info.health.has_success && info.health.has_failure);
+	assert_int_equal(info.health.last_success_ms, 50);
+	assert_int_equal(info.health.last_failure_ms, 70);
+	pool_source_get_info(pool_set_source(next, "b"), 80, &info);
+	assert_false(info.health.has_failure);
+	pool_set_free(old);
+	pool_set_free(next);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1512,6 +1641,9 @@ int main(void)
 	    cmocka_unit_test(test_pool_invalid_specs_rejected),
 	    cmocka_unit_test(test_pool_allocation_failures_unwind),
 	    cmocka_unit_test(test_pool_random_operations_match_model),
+	    cmocka_unit_test(test_pool_absent_suspends_at_once_whatever_the_trigger),
+	    cmocka_unit_test(test_pool_check_ok_resumes_only_proxy_unhealthy),
+	    cmocka_unit_test(test_pool_health_is_recorded_and_carried_over),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -946,6 +946,54 @@ static void test_upstream_cancel_while_waiting(void **state)
 	client_free(c);
 }
 
+/* A health probe (no destination): greeting and auth, then OK, no CONNECT. */
+static void test_upstream_probe_stops_after_auth(void **state)
+{
+	static const struct step steps[] = {
+	    STEP(RECV, GREETING_BOTH), STEP(SEND, METHOD_PASSWORD), STEP(RECV, AUTH_USER_SECRET),
+	    STEP(SEND, AUTH_OK),       {WAIT_EOF, NULL, 0},
+	};
+	struct upstream_params p = {.username = "user", .password = "secret"};
+	struct client *c = client_new();
+	struct fake f;
+
+	(void)state;
+	RUN(c, f, steps, &p);
+	assert_got(&f); /* exactly greeting + auth: no CONNECT followed */
+	assert_result(c, UPSTREAM_OK);
+	client_free(c);
+}
+
+static void test_upstream_probe_without_auth_and_refused(void **state)
+{
+	static const struct step ok[] = {
+	    STEP(RECV, GREETING_NONE),
+	    STEP(SEND, METHOD_NONE),
+	    {WAIT_EOF, NULL, 0},
+	};
+	static const struct step refused[] = {
+	    STEP(RECV, GREETING_BOTH),
+	    STEP(SEND, METHOD_PASSWORD),
+	    STEP(RECV, AUTH_USER_SECRET),
+	    STEP(SEND, AUTH_FAIL),
+	};
+	struct upstream_params none = {0};
+	struct upstream_params auth = {.username = "user", .password = "secret"};
+	struct client *c = client_new();
+	struct fake f;
+
+	(void)state;
+	RUN(c, f, ok, &none);
+	assert_got(&f);
+	assert_result(c, UPSTREAM_OK);
+	client_free(c);
+	c = client_new();
+	RUN(c, f, refused, &auth);
+	assert_got(&f);
+	assert_result(c, UPSTREAM_PROXY_FAILED);
+	client_free(c);
+}
+
 static void dummy_cb(struct upstream *u, const struct upstream_result *res, void *ctx)
 {
 	(void)u;
@@ -978,8 +1026,6 @@ static void test_upstream_start_errors(void **state)
 
 	assert_int_equal(upstream_start(u, (uv_stream_t *)&tcp, NULL, dummy_cb, &calls), -EINVAL);
 	assert_int_equal(upstream_start(u, (uv_stream_t *)&tcp, &ok, NULL, &calls), -EINVAL);
-	p = (struct upstream_params){.dest = NULL};
-	assert_int_equal(upstream_start(u, (uv_stream_t *)&tcp, &p, dummy_cb, &calls), -EINVAL);
 	p = (struct upstream_params){.dest = &empty_domain};
 	assert_int_equal(upstream_start(u, (uv_stream_t *)&tcp, &p, dummy_cb, &calls), -EINVAL);
 	p = (struct upstream_params){.username = "", .dest = &dest};
@@ -1231,6 +1277,8 @@ int main(void)
 	    cmocka_unit_test(test_upstream_cancel_with_write_pending),
 	    cmocka_unit_test(test_upstream_cancel_while_waiting),
 	    cmocka_unit_test(test_upstream_start_errors),
+	    cmocka_unit_test(test_upstream_probe_stops_after_auth),
+	    cmocka_unit_test(test_upstream_probe_without_auth_and_refused),
 	    cmocka_unit_test_setup_teardown(test_upstream_microsocks_connect, microsocks_open_setup,
 					    microsocks_teardown),
 	    cmocka_unit_test_setup_teardown(test_upstream_microsocks_password,
