@@ -474,8 +474,6 @@ void conf_free(struct conf *conf)
 	free(conf);
 }
 
-/* ---- building blocks shared by sections and the final pass ---- */
-
 static int add_source(struct loader *ld, const char *name, unsigned line)
 {
 	struct conf *c = ld->c;
@@ -555,8 +553,6 @@ static int add_user(struct loader *ld, const char *name, unsigned line)
 	u->line = line;
 	return (int)c->n_users++;
 }
-
-/* ---- section headers ---- */
 
 static void on_section(struct loader *ld, struct conf__span s)
 {
@@ -680,8 +676,6 @@ static void on_section(struct loader *ld, struct conf__span s)
 	ld->sect = kind;
 	ld->idx = (size_t)i;
 }
-
-/* ---- the line reader handed to inih ---- */
 
 /* One raw line with its '\n', from the file or the string. @return 1, 0 at the end. */
 static int next_raw_line(struct loader *ld, const char **line, size_t *len)
@@ -845,8 +839,6 @@ static char *on_read(char *str, int num, void *stream)
 	str[s.len] = '\0';
 	return str;
 }
-
-/* ---- keys ---- */
 
 static const struct key_def *lookup(const struct key_def *tab, size_t n, const char *name)
 {
@@ -1634,8 +1626,6 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	return ld->rc == 0;
 }
 
-/* ---- the final pass: what may be defined in any order ---- */
-
 static int resolve_rule(struct loader *ld, size_t i, unsigned r, struct conf_suspend_rule *out)
 {
 	const struct policy *sp = &ld->src_meta[i], *dp = &ld->defaults;
@@ -2202,8 +2192,6 @@ const char *conf_key_name(const char *section, size_t i)
 	}
 	return i < n ? tab[i].name : NULL;
 }
-
-/* ---- entry points ---- */
 
 static void set_server_defaults(struct conf_server *sv)
 {

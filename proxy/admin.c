@@ -66,8 +66,8 @@ struct admin {
 	uint64_t evicted; /* connections closed to make room */
 };
 
-/* ---- a bounded growing text buffer ---- */
-
+/* A growing text buffer for response bodies, bounded so that no request can
+ * make the admin endpoint allocate without limit. */
 struct buf {
 	char *p;
 	size_t len, cap;
@@ -179,8 +179,6 @@ static void buf_json_str(struct buf *b, const char *s)
 	buf_puts(b, "\"");
 }
 
-/* ---- clocks ---- */
-
 static uint64_t wall_now_ms(void)
 {
 	struct timespec ts;
@@ -227,8 +225,6 @@ static const char *source_address(const struct pool_source *src)
 
 	return sp ? sp + 1 : id;
 }
-
-/* ---- /metrics ---- */
 
 static void metric_head(struct buf *b, const char *name, const char *type, const char *help)
 {
@@ -478,8 +474,6 @@ static void render_metrics(struct admin *a, struct buf *b)
 	render_process(b);
 }
 
-/* ---- /status ---- */
-
 static void json_source(struct buf *b, const struct health *h, const struct pool_source *src,
 			uint64_t now, uint64_t wall)
 {
@@ -589,8 +583,6 @@ static void render_status(struct admin *a, struct buf *b)
 	buf_puts(b, "]}\n");
 }
 
-/* ---- responses ---- */
-
 /* Queue `b` (taken over: freed here or by MHD) as the answer. `allow` is the
  * Allow header of a 405. */
 static enum MHD_Result respond_buf(struct MHD_Connection *c, unsigned status,
@@ -662,8 +654,6 @@ static enum MHD_Result respond_json_error(struct admin *a, struct MHD_Connection
 	return respond_buf(c, status, "application/json", &b,
 			   status == MHD_HTTP_METHOD_NOT_ALLOWED ? "POST" : NULL);
 }
-
-/* ---- POST /sources/NAME/{suspend,resume} ---- */
 
 static bool peer_is_loopback(const struct sockaddr *sa)
 {
@@ -781,8 +771,6 @@ static enum MHD_Result handle_source_post(struct admin *a, struct MHD_Connection
 	return respond_buf(c, *status, "application/json", &b, NULL);
 }
 
-/* ---- routing ---- */
-
 enum route { R_NONE, R_METRICS, R_STATUS, R_HEALTHZ, R_SUSPEND, R_RESUME };
 
 /* `/sources/NAME/ACTION` -> R_SUSPEND/R_RESUME with NAME in name[]. */
@@ -873,8 +861,9 @@ static void log_safe(const char *in, char *out, size_t len)
 	out[i] = '\0';
 }
 
-/* ---- admin connections: make room instead of refusing ---- */
-
+/* Admin connections: past the soft limits a new connection makes room by
+ * closing the least recently used idle one, instead of being refused, so
+ * held connections cannot starve /healthz. */
 static void ip_key(const struct sockaddr *sa, uint8_t key[16])
 {
 	memset(key, 0, 16);
@@ -1041,8 +1030,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	return ret;
 }
 
-/* ---- driving libmicrohttpd from the loop ---- */
-
+/* libmicrohttpd runs in external-epoll mode: its epoll fd is polled by the
+ * loop, and a timer armed from MHD_get_timeout() runs its timeouts. */
 static void on_mhd_timer(uv_timer_t *t);
 
 static void admin_run(struct admin *a)
@@ -1177,14 +1166,21 @@ int admin_start(struct proxy *px, const struct sockaddr *addr, struct admin **ou
 		log_error("admin", "libmicrohttpd gave no epoll fd addr=%s", a->addr_str);
 		goto fail_mhd;
 	}
+	rc = uv_timer_init(px->loop, &a->timer);
+	if (rc < 0)
+		goto fail_watch;
+	a->timer.data = a;
 	rc = uv_poll_init(px->loop, &a->poll, info->epoll_fd);
 	if (rc < 0) {
+		/* The timer is in the loop now: `a` goes in its close callback. */
 		log_error("admin", "cannot watch the HTTP server addr=%s error=\"%s\"", a->addr_str,
 			  uv_strerror(rc));
-		goto fail_mhd;
+		a->handles_open = 1;
+		uv_close((uv_handle_t *)&a->timer, on_handle_closed);
+		MHD_stop_daemon(a->mhd);
+		return rc;
 	}
-	uv_timer_init(px->loop, &a->timer);
-	a->poll.data = a->timer.data = a;
+	a->poll.data = a;
 	a->handles_open = 2;
 	rc = uv_poll_start(&a->poll, UV_READABLE, on_mhd_readable);
 	if (rc < 0) {
@@ -1196,6 +1192,9 @@ int admin_start(struct proxy *px, const struct sockaddr *addr, struct admin **ou
 	log_info("admin", "listening addr=%s", a->addr_str);
 	*out = a;
 	return 0;
+fail_watch:
+	log_error("admin", "cannot watch the HTTP server addr=%s error=\"%s\"", a->addr_str,
+		  uv_strerror(rc));
 fail_mhd:
 	MHD_stop_daemon(a->mhd);
 fail_free:

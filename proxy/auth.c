@@ -31,8 +31,8 @@ struct auth_store {
 	char *dummy;	      /* crypt of a random password, NULL without hashed users */
 };
 
-/* ---- SipHash-2-4, 128-bit output, streaming ---- */
-
+/* SipHash-2-4 with 128-bit output, streaming: it keys the digest of a
+ * verified login in the cache, so the cache never holds a password. */
 struct sip {
 	uint64_t v0, v1, v2, v3;
 	uint64_t tail; /* pending bytes, little-endian */
@@ -138,8 +138,6 @@ void auth__siphash128(const unsigned char key[16], const void *msg, size_t len,
 	sip_update(&s, msg, len);
 	sip_final(&s, out);
 }
-
-/* ---- helpers ---- */
 
 /* Equal in time that depends on the lengths only, never on the contents. */
 static bool ct_equal(const void *a, size_t alen, const void *b, size_t blen)
@@ -284,8 +282,6 @@ static int make_dummy(struct auth_store *store, const char *setting)
 	explicit_bzero(pw, sizeof(pw));
 	return store->dummy ? 0 : -EINVAL;
 }
-
-/* ---- public ---- */
 
 struct auth_store *auth_store_new(void)
 {

@@ -283,8 +283,6 @@ unsigned authq_parked(const struct authq *q)
 	return q ? q->parked : 0;
 }
 
-/* ---- failure throttle ---- */
-
 struct throttle_slot {
 	uint8_t key[16];
 	uint32_t failures; /* 0 = free */

@@ -99,8 +99,6 @@ unsigned authq_running(const struct authq *q);
 unsigned authq_waiting(const struct authq *q);
 unsigned authq_parked(const struct authq *q);
 
-/* ---- failure throttle ---- */
-
 struct authq_throttle;
 
 /* Delay before the reply of the n-th failure within the window: 0 for the

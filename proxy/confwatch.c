@@ -115,8 +115,16 @@ static int watch_start(uv_loop_t *loop, const char *path, confwatch_cb cb, void 
 	w->cb = cb;
 	w->arg = arg;
 	w->last = file_id_of(path);
-	uv_fs_event_init(loop, &w->ev);
-	uv_timer_init(loop, &w->debounce);
+	if ((rc = uv_timer_init(loop, &w->debounce)) < 0)
+		goto fail;
+	if ((rc = uv_fs_event_init(loop, &w->ev)) < 0) {
+		/* The timer is in the loop: `w` goes with its close callback. */
+		w->debounce.data = w;
+		w->open_handles = 1;
+		uv_close((uv_handle_t *)&w->debounce, on_closed);
+		free(dir);
+		return rc;
+	}
 	w->ev.data = w->debounce.data = w;
 	w->open_handles = 2;
 	rc = uv_fs_event_start(&w->ev, on_event, dir, 0);

@@ -73,7 +73,11 @@ int emfile_watch_start(struct proxy *px)
 		dup3(w->spare, px->loop->emfile_fd, O_CLOEXEC);
 	/* A timer rather than a check handle: an fstat() on every loop
 	 * iteration costs a busy proxy more than ten a second. */
-	uv_timer_init(px->loop, &w->timer);
+	if ((rc = uv_timer_init(px->loop, &w->timer)) < 0) {
+		close(w->spare);
+		free(w);
+		return rc;
+	}
 	uv_timer_start(&w->timer, on_timer, EMFILE_CHECK_MS, EMFILE_CHECK_MS);
 	uv_unref((uv_handle_t *)&w->timer);
 	px->emfile = w;

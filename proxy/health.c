@@ -227,7 +227,10 @@ int health_start(struct proxy *px, struct health **out)
 	if (!h)
 		return -ENOMEM;
 	h->px = px;
-	uv_timer_init(px->loop, &h->recheck);
+	if (uv_timer_init(px->loop, &h->recheck) < 0) {
+		free(h);
+		return -ENOMEM; /* libuv's timer init fails only on bad arguments */
+	}
 	/* Once for the process: pool_set_new_from() copies it to later
 	 * generations. Without it an expiry lets a missing address be tried. */
 	if (pool_set_watch(px->gen->pools, POOL_EVENT_MASK(POOL_EVENT_ONLINE), on_pool_online, px) <

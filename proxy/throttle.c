@@ -35,6 +35,7 @@ static void on_timer(uv_timer_t *t);
 int throttle_start(struct proxy *px)
 {
 	struct throttle *th = calloc(1, sizeof *th);
+	int rc;
 
 	if (!th)
 		return -ENOMEM;
@@ -43,7 +44,10 @@ int throttle_start(struct proxy *px)
 	for (size_t k = 0; k < THROTTLE_COUNT; k++)
 		for (size_t i = 0; i < KEYS_PER_KIND; i++)
 			log_limit_init(&th->slots[k][i].lim, LOG_LIMIT_INTERVAL_MS);
-	uv_timer_init(px->loop, &th->timer);
+	if ((rc = uv_timer_init(px->loop, &th->timer)) < 0) {
+		free(th);
+		return rc;
+	}
 	/* A pending summary line must not keep a stopping proxy alive. */
 	uv_unref((uv_handle_t *)&th->timer);
 	px->throttle = th;

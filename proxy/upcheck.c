@@ -178,6 +178,7 @@ static int probe_new(struct proxy *px, size_t idx, struct probe **out)
 	const struct conf *conf = px->gen->conf;
 	const struct conf_source *cs = &conf->sources[idx];
 	struct probe *p = calloc(1, sizeof *p);
+	int rc;
 
 	if (!p)
 		return -ENOMEM;
@@ -197,7 +198,11 @@ static int probe_new(struct proxy *px, size_t idx, struct probe **out)
 		probe_free(p);
 		return -ENOMEM;
 	}
-	uv_timer_init(px->loop, &p->timer);
+	rc = uv_timer_init(px->loop, &p->timer);
+	if (rc < 0) {
+		probe_free(p);
+		return rc;
+	}
 	p->timer.data = p;
 	p->handles = 1;
 	/* The first check at once: know before the first request does. */
