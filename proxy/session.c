@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gen.h"
 #include "log.h"
@@ -279,6 +280,18 @@ static int session_admit(struct session *s)
 	return 0;
 }
 
+/* A connection callback that does not uv_accept() makes libuv 1.44 stop
+ * reading the listener until it does: one failed allocation would stall the
+ * listener for good. Closing the pending descriptor (libuv keeps it in
+ * accepted_fd) drops that one connection and lets accepting go on. */
+static void listener_drop_pending(struct listener *l)
+{
+	if (l->tcp.accepted_fd >= 0) {
+		close(l->tcp.accepted_fd);
+		l->tcp.accepted_fd = -1;
+	}
+}
+
 void session_accept(struct listener *l)
 {
 	struct proxy *px = l->px;
@@ -288,6 +301,7 @@ void session_accept(struct listener *l)
 
 	if (!s) {
 		log_error("server", "out of memory accepting a connection");
+		listener_drop_pending(l);
 		return;
 	}
 	s->client.data = s->timer.data = s;
@@ -295,11 +309,13 @@ void session_accept(struct listener *l)
 	s->refs = 1;
 	if ((rc = uv_timer_init(px->loop, &s->timer)) < 0) {
 		log_error("server", "cannot set up a connection error=\"%s\"", uv_strerror(rc));
+		listener_drop_pending(l);
 		session_unref(s);
 		return;
 	}
 	if ((rc = uv_tcp_init(px->loop, &s->client)) < 0) {
 		log_error("server", "cannot set up a connection error=\"%s\"", uv_strerror(rc));
+		listener_drop_pending(l);
 		s->state = S_CLOSING;
 		uv_close((uv_handle_t *)&s->timer, on_handle_closed);
 		return;
