@@ -260,4 +260,9 @@ bool conf_cidr_list_match(const struct conf_cidr_list *list, const struct sockad
  * `::1`. 64 bytes always suffice. @return buf, or NULL when buf/len is 0. */
 const char *conf_addr_str(const struct sockaddr *addr, char *buf, size_t len);
 
+/* The 16-byte form of an IP address for comparing and hashing: IPv6 as it
+ * is, IPv4 as ::ffff:a.b.c.d (so a v4-mapped IPv6 address keys as its IPv4).
+ * @return 0, or -EINVAL (key all zero) for NULL or another family. */
+int conf_addr_key(const struct sockaddr *addr, uint8_t key[16]);
+
 #endif

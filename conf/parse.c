@@ -610,6 +610,21 @@ bool conf_cidr_list_match(const struct conf_cidr_list *list, const struct sockad
 	return false;
 }
 
+int conf_addr_key(const struct sockaddr *addr, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (addr && addr->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+		return 0;
+	}
+	if (addr && addr->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)addr)->sin6_addr, 16);
+		return 0;
+	}
+	return -EINVAL;
+}
+
 const char *conf_addr_str(const struct sockaddr *addr, char *buf, size_t len)
 {
 	char a[INET6_ADDRSTRLEN];

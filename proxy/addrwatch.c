@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "addrwatch.h"
+#include "conf.h"
 #include "log.h"
 
 #ifndef container_of
@@ -54,17 +55,7 @@ struct addrwatch {
 
 static bool key_of(const struct sockaddr *sa, uint8_t key[16])
 {
-	if (sa->sa_family == AF_INET) {
-		memset(key, 0, 10);
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		return true;
-	}
-	if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-		return true;
-	}
-	return false;
+	return conf_addr_key(sa, key) == 0;
 }
 
 static void sockaddr_of(const uint8_t key[16], struct sockaddr_storage *ss)

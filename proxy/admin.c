@@ -866,13 +866,7 @@ static void log_safe(const char *in, char *out, size_t len)
  * held connections cannot starve /healthz. */
 static void ip_key(const struct sockaddr *sa, uint8_t key[16])
 {
-	memset(key, 0, 16);
-	if (sa && sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	} else if (sa && sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-	}
+	(void)conf_addr_key(sa, key); /* another family keys as all zero */
 }
 
 static void conn_unlink(struct admin *a, struct admin_conn *k)

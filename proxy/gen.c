@@ -33,20 +33,10 @@ struct gen_index {
 	size_t n_members;
 };
 
-/* The 16-byte form of an address (IPv4 as v4-mapped) for comparisons. */
+/* Addresses compare by their conf_addr_key() form (IPv4 as v4-mapped). */
 static bool addr_key(const struct sockaddr *sa, uint8_t key[16])
 {
-	if (sa->sa_family == AF_INET) {
-		memset(key, 0, 10);
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		return true;
-	}
-	if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-		return true;
-	}
-	return false;
+	return conf_addr_key(sa, key) == 0;
 }
 
 static int cmp_addr(const void *a, const void *b)

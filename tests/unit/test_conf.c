@@ -2186,6 +2186,30 @@ static void test_key_names(void **state)
 	assert_null(conf_key_name(NULL, 0));
 }
 
+static void test_addr_key(void **state)
+{
+	struct sockaddr_storage a, b;
+	uint8_t ka[16], kb[16];
+	(void)state;
+
+	assert_int_equal(conf_parse_addr("192.0.2.7", &a), 0);
+	assert_int_equal(conf_parse_addr("::ffff:192.0.2.7", &b), 0);
+	assert_int_equal(conf_addr_key((struct sockaddr *)&a, ka), 0);
+	assert_int_equal(conf_addr_key((struct sockaddr *)&b, kb), 0);
+	assert_memory_equal(ka, kb, 16); /* v4 and v4-mapped key alike */
+	assert_int_equal(ka[10], 0xff);
+	assert_int_equal(ka[15], 7);
+	assert_int_equal(conf_parse_addr("2001:db8::7", &b), 0);
+	assert_int_equal(conf_addr_key((struct sockaddr *)&b, kb), 0);
+	assert_int_equal(kb[0], 0x20);
+	assert_memory_not_equal(ka, kb, 16);
+	a.ss_family = AF_UNIX;
+	memset(ka, 1, sizeof ka);
+	assert_int_equal(conf_addr_key((struct sockaddr *)&a, ka), -EINVAL);
+	assert_int_equal(ka[0] | ka[15], 0);
+	assert_int_equal(conf_addr_key(NULL, ka), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2205,6 +2229,7 @@ int main(void)
 	    cmocka_unit_test(test_load_spec_example),
 	    cmocka_unit_test(test_load_operation_keys),
 	    cmocka_unit_test(test_key_names),
+	    cmocka_unit_test(test_addr_key),
 	    cmocka_unit_test(test_load_server_defaults),
 	    cmocka_unit_test(test_load_server_values),
 	    cmocka_unit_test(test_load_crlf_and_bom),
