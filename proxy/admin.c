@@ -25,6 +25,8 @@
 #include "health.h"
 #include "log.h"
 #include "pool.h"
+#include "poolsync.h"
+#include "stat.h"
 #include "procstat.h"
 #include "version.h"
 
@@ -53,7 +55,7 @@ struct admin_conn {
 };
 
 struct admin {
-	struct proxy *px;
+	struct proxy_main *px;
 	struct MHD_Daemon *mhd;
 	uv_poll_t poll;
 	uv_timer_t timer;
@@ -323,23 +325,35 @@ static void render_process(struct buf *b)
 
 static void render_metrics(struct admin *a, struct buf *b)
 {
-	struct proxy *px = a->px;
-	const struct proxy_stats *st = &px->stats;
+	struct proxy_main *px = a->px;
+	struct proxy_stats sum, *st = &sum;
 	struct pool_set *set = px->gen->pools;
 	uint64_t now = uv_now(px->loop), wall = wall_now_ms();
-	size_t n_src, n_pools;
+	uint64_t locks, contended;
+	size_t n_src, n_pools, *eligible;
 	struct pool_source_info *infos;
 
-	pool_expire(set, now);
 	n_src = pool_set_source_count(set);
 	n_pools = pool_set_pool_count(set);
 	infos = calloc(n_src ? n_src : 1, sizeof *infos);
-	if (!infos) {
+	eligible = calloc(n_pools ? n_pools : 1, sizeof *eligible);
+	if (!infos || !eligible) {
+		free(infos);
+		free(eligible);
 		b->failed = true;
 		return;
 	}
+	/* A snapshot under the pool lock, rendered without it: the workers'
+	 * picks wait only for the copy. */
+	poolsync_lock(&px->sync);
+	pool_expire(set, now);
 	for (size_t i = 0; i < n_src; i++)
 		pool_source_get_info(pool_set_source_at(set, i), now, &infos[i]);
+	for (size_t p = 0; p < n_pools; p++)
+		eligible[p] = pool_count_eligible(pool_set_pool_at(set, p), POOL_FAMILY_ANY);
+	poolsync_unlock(&px->sync);
+	poolsync_counts(&px->sync, &locks, &contended);
+	proxy_stats_sum(px, &sum);
 
 	metric_head(b, "build_info", "gauge", "Version of the running sockpool, value 1.");
 	buf_puts(b, "sockpool_build_info{version=\"");
@@ -408,6 +422,29 @@ static void render_metrics(struct admin *a, struct buf *b)
 	buf_printf(b, "sockpool_admin_connections_evicted_total %llu\n",
 		   (unsigned long long)a->evicted);
 
+	metric_head(b, "relay_stalled_total", "counter",
+		    "Relays reset because unwritten data made no progress for stall_timeout.");
+	buf_printf(b, "sockpool_relay_stalled_total %llu\n", (unsigned long long)st->stalled);
+
+	metric_head(b, "workers", "gauge", "Event-loop threads serving connections.");
+	buf_printf(b, "sockpool_workers %u\n", px->n_workers);
+	metric_head(b, "worker_connections_total", "counter",
+		    "Client connections accepted, by worker thread.");
+	for (unsigned w = 0; w < px->n_workers; w++)
+		buf_printf(b, "sockpool_worker_connections_total{worker=\"%u\"} %llu\n", w,
+			   (unsigned long long)stat_get(&px->px[w].stats.accepted));
+	metric_head(b, "worker_connections_active", "gauge",
+		    "Client connections open now, by worker thread.");
+	for (unsigned w = 0; w < px->n_workers; w++)
+		buf_printf(b, "sockpool_worker_connections_active{worker=\"%u\"} %llu\n", w,
+			   (unsigned long long)stat_get(&px->px[w].stats.active));
+	metric_head(b, "pool_lock_acquisitions_total", "counter",
+		    "Times the pool lock shared by the workers was taken (0 with one worker).");
+	buf_printf(b, "sockpool_pool_lock_acquisitions_total %llu\n", (unsigned long long)locks);
+	metric_head(b, "pool_lock_contended_total", "counter",
+		    "Times the pool lock was held by another thread when taken.");
+	buf_printf(b, "sockpool_pool_lock_contended_total %llu\n", (unsigned long long)contended);
+
 	metric_hist(b, "handshake_duration_seconds", "Time from accept to a parsed SOCKS request.",
 		    &st->handshake);
 	metric_hist(b, "connect_duration_seconds",
@@ -468,8 +505,9 @@ static void render_metrics(struct admin *a, struct buf *b)
 		const struct pool *pool = pool_set_pool_at(set, p);
 		buf_puts(b, "sockpool_pool_eligible_sources{pool=\"");
 		buf_label(b, pool_name(pool));
-		buf_printf(b, "\"} %zu\n", pool_count_eligible(pool, POOL_FAMILY_ANY));
+		buf_printf(b, "\"} %zu\n", eligible[p]);
 	}
+	free(eligible);
 	free(infos);
 	render_process(b);
 }
@@ -535,14 +573,16 @@ static void json_source(struct buf *b, const struct health *h, const struct pool
 
 static void render_status(struct admin *a, struct buf *b)
 {
-	struct proxy *px = a->px;
+	struct proxy_main *px = a->px;
 	struct pool_set *set = px->gen->pools;
 	uint64_t now = uv_now(px->loop), wall = wall_now_ms();
 	uint64_t up = px->started_wall_ms && wall > px->started_wall_ms
 			  ? (wall - px->started_wall_ms) / 1000u
 			  : 0;
 	size_t n_src, n_pools;
+	struct proxy_stats sum;
 
+	proxy_stats_sum(px, &sum);
 	pool_expire(set, now);
 	n_src = pool_set_source_count(set);
 	n_pools = pool_set_pool_count(set);
@@ -551,7 +591,7 @@ static void render_status(struct admin *a, struct buf *b)
 	buf_printf(b, ",\"uptime_seconds\":%llu,\"default_pool\":", (unsigned long long)up);
 	buf_json_str(b, px->gen->conf->server.default_pool);
 	buf_printf(b, ",\"connections\":{\"active\":%llu,\"relaying\":%llu},\"pools\":[",
-		   (unsigned long long)px->stats.active, (unsigned long long)px->stats.relaying);
+		   (unsigned long long)sum.active, (unsigned long long)sum.relaying);
 	for (size_t p = 0; p < n_pools; p++) {
 		const struct pool *pool = pool_set_pool_at(set, p);
 		size_t n_ent = pool_entry_count(pool);
@@ -715,7 +755,7 @@ static unsigned check_post_auth(struct admin *a, struct MHD_Connection *c)
 static enum MHD_Result handle_source_post(struct admin *a, struct MHD_Connection *c,
 					  const char *name, bool suspend, unsigned *status)
 {
-	struct proxy *px = a->px;
+	struct proxy_main *px = a->px;
 	struct pool_source *src;
 	uint64_t now = uv_now(px->loop);
 	char msg[ADMIN_NAME_MAX + 128];
@@ -809,6 +849,7 @@ static enum MHD_Result handle(struct admin *a, struct MHD_Connection *c, const c
 	    strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
 	struct buf b = {0};
+	enum MHD_Result ret;
 
 	if (r == R_NONE) {
 		*status = MHD_HTTP_NOT_FOUND;
@@ -821,7 +862,10 @@ static enum MHD_Result handle(struct admin *a, struct MHD_Connection *c, const c
 			*status = MHD_HTTP_METHOD_NOT_ALLOWED;
 			return respond_json_error(a, c, *status, "use POST", NULL);
 		}
-		return handle_source_post(a, c, name, r == R_SUSPEND, status);
+		poolsync_lock(&a->px->sync);
+		ret = handle_source_post(a, c, name, r == R_SUSPEND, status);
+		poolsync_unlock(&a->px->sync);
+		return ret;
 	}
 	if (!get) {
 		*status = MHD_HTTP_METHOD_NOT_ALLOWED;
@@ -834,15 +878,23 @@ static enum MHD_Result handle(struct admin *a, struct MHD_Connection *c, const c
 		return respond_buf(c, *status, "text/plain; version=0.0.4; charset=utf-8", &b,
 				   NULL);
 	case R_STATUS:
+		/* Rare: the whole page under the pool lock. */
+		poolsync_lock(&a->px->sync);
 		render_status(a, &b);
+		poolsync_unlock(&a->px->sync);
 		return respond_buf(c, *status, "application/json", &b, NULL);
 	default: {
-		struct proxy *px = a->px;
+		struct proxy_main *px = a->px;
 		const char *def = px->gen->conf->server.default_pool;
 		const struct pool *pool = pool_set_pool(px->gen->pools, def);
+		size_t eligible = 0;
 
+		poolsync_lock(&px->sync);
 		pool_expire(px->gen->pools, uv_now(px->loop));
-		if (pool && pool_count_eligible(pool, POOL_FAMILY_ANY) > 0)
+		if (pool)
+			eligible = pool_count_eligible(pool, POOL_FAMILY_ANY);
+		poolsync_unlock(&px->sync);
+		if (eligible > 0)
 			return respond_text(c, *status, "ok\n");
 		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		return respond_text(c, *status, "no eligible source in pool %s\n", def);
@@ -1110,7 +1162,7 @@ fail:
 	return rc;
 }
 
-int admin_start(struct proxy *px, const struct sockaddr *addr, struct admin **out)
+int admin_start(struct proxy_main *px, const struct sockaddr *addr, struct admin **out)
 {
 	struct sockaddr_storage bound;
 	const union MHD_DaemonInfo *info;

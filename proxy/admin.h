@@ -7,8 +7,9 @@
  * come from loopback otherwise.
  *
  * Threading: libmicrohttpd runs without a thread of its own; a uv_poll_t on
- * its epoll fd and a uv_timer_t drive it, so every handler runs on the loop
- * thread and reads `struct proxy` without a lock.
+ * its epoll fd and a uv_timer_t drive it, so every handler runs on the main
+ * loop's thread. It reads the pools under the pool lock and sums the
+ * workers' counters with relaxed reads (stat.h).
  */
 #ifndef SOCKPOOL_ADMIN_H
 #define SOCKPOOL_ADMIN_H
@@ -25,7 +26,7 @@ struct admin;
  * @return 0 and *out (stop it with admin_stop), -EINVAL (bad arguments),
  *         -EADDRINUSE and other bind/listen errnos, -ENOMEM, -EIO (the
  *         HTTP daemon did not start). On error nothing is left open. */
-int admin_start(struct proxy *px, const struct sockaddr *addr, struct admin **out);
+int admin_start(struct proxy_main *px, const struct sockaddr *addr, struct admin **out);
 
 /* The address the admin endpoint is bound to (its real port).
  * @return 0, or -EINVAL for NULL arguments. */

@@ -15,6 +15,7 @@
 #include "guard.h"
 #include "log.h"
 #include "session.h"
+#include "stat.h"
 #include "throttle.h"
 #include "upstream.h"
 
@@ -47,7 +48,7 @@ void attempt_close(struct session *s, bool reset)
 void attempt_src_drop(struct session *s)
 {
 	if (s->acquired && s->pinned < 0) {
-		pool_source_release(s->src);
+		poolsync_release(s->gen->sync, s->src);
 		s->acquired = false;
 	}
 }
@@ -113,7 +114,7 @@ void attempt_begin(struct session *s)
 	}
 	socks5_addr_to_sockaddr(&s->h->req.dst, &ss, &slen);
 	if (!dest_allowed(s, (struct sockaddr *)&ss)) {
-		s->px->stats.dest_denied++;
+		stat_add(&s->px->stats.dest_denied, 1);
 		session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return;
 	}
@@ -171,7 +172,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	uv_freeaddrinfo(res);
 	if (s->h->n_dests == 0) {
 		if (denied)
-			s->px->stats.dest_denied++;
+			stat_add(&s->px->stats.dest_denied, 1);
 		session_reply(s, denied ? SOCKS5_REP_NOT_ALLOWED : SOCKS5_REP_HOST_UNREACHABLE,
 			      NULL);
 	} else {
@@ -227,12 +228,11 @@ static int pick_source(struct session *s, const struct sockaddr *dest)
 	struct pool_pick pick;
 
 	pr.key_len = request_key(s, buf, &pr.key);
-	if (pool_pick(gen_pool(s->gen, s->pool), &pr, now, &pick) < 0)
+	/* One lock for pick and acquire: the caps count across workers. */
+	if (poolsync_pick(s->gen->sync, gen_pool(s->gen, s->pool), &pr, now, &pick) < 0)
 		pick.status = POOL_NONE;
 	if (pick.status != POOL_NONE)
 		s->h->saw_candidate = true;
-	if (pick.status == POOL_PICKED && pool_source_acquire(pick.source, now) < 0)
-		pick.status = POOL_BUSY; /* cannot happen under one lock */
 	if (pick.status != POOL_PICKED) {
 		/* Suspended or at a cap: a later time may help. */
 		if (pick.status != POOL_NONE && pick.until_ms < s->h->soonest_ms)
@@ -300,14 +300,14 @@ static enum pool_failure failure_kind(enum classify_blame blame)
 static bool source_failure(struct session *s, enum classify_blame blame, int err)
 {
 	uint64_t now = session_now(s);
-	struct pool_source_info info;
+	enum pool_state state;
 	bool full = false;
 
-	pool_report_failure(s->src, failure_kind(blame), err ? err : UV_EPROTO, now);
+	poolsync_report_failure(s->gen->sync, s->src, failure_kind(blame), err ? err : UV_EPROTO,
+				now, &state);
 	/* A source the failure suspended is skipped by the pool anyway, and
 	 * must stay visible to it so that an all-suspended pool answers WAIT. */
-	pool_source_get_info(s->src, now, &info);
-	if (info.state != POOL_STATE_SUSPENDED)
+	if (state != POOL_STATE_SUSPENDED)
 		full = pool_tried_add(&s->h->tried, s->src) == -ENOSPC;
 	attempt_src_drop(s);
 	return full;
@@ -385,7 +385,7 @@ static int attempt_start(struct session *s, struct classify_input *fail)
 		goto fail;
 	/* A bind that worked clears the unplumbed window (rspamd ok()). */
 	if (s->src && (s->cs->kind == CONF_SOURCE_ADDRESS || s->cs->kind == CONF_SOURCE_PREFIX))
-		pool_report_success(s->src, session_now(s));
+		poolsync_report_success(s->gen->sync, s->src, session_now(s));
 	if ((srv->tcp_keepalive_ms &&
 	     (rc = uv_tcp_keepalive(&a->tcp, 1, (unsigned)(srv->tcp_keepalive_ms / 1000 ?: 1))) <
 		 0) ||
@@ -564,7 +564,7 @@ static void on_upstream_done(struct upstream *u, const struct upstream_result *r
 	if (res->status == UPSTREAM_OK) {
 		extra_len = res->extra_len;
 		memcpy(extra, res->extra, extra_len);
-		pool_report_success(s->src, session_now(s));
+		poolsync_report_success(s->gen->sync, s->src, session_now(s));
 		/* BND.ADDR: what the upstream says the destination sees. */
 		relay_start(s,
 			    socks5_addr_to_sockaddr(&res->bnd, &bnd, &blen) < 0

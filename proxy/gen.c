@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "gen.h"
 #include "pool.h"
+#include "poolsync.h"
 #include "proxy.h"
 
 struct gen_addr {
@@ -293,8 +294,8 @@ static int users_build(struct proxy_gen *g, char *err, size_t errlen)
 	return 0;
 }
 
-int proxy_gen_new(struct conf *conf, const struct proxy_gen *old, struct proxy_gen **out, char *err,
-		  size_t errlen)
+int proxy_gen_new(struct conf *conf, const struct proxy_gen *old, struct poolsync *sync,
+		  struct proxy_gen **out, char *err, size_t errlen)
 {
 	struct proxy_gen *g = calloc(1, sizeof *g);
 	struct gen_spec sp = {0};
@@ -304,16 +305,21 @@ int proxy_gen_new(struct conf *conf, const struct proxy_gen *old, struct proxy_g
 		err[0] = '\0';
 	if (!g || (rc = spec_build(&sp, conf)) < 0)
 		goto fail;
-	if (old)
+	g->sync = old ? old->sync : sync;
+	if (old) {
+		/* The old set's sources are live in every worker meanwhile. */
+		poolsync_lock(g->sync);
 		rc = pool_set_new_from(old->pools, &sp.set, &g->pools, err, errlen);
-	else
+		poolsync_unlock(g->sync);
+	} else {
 		rc = pool_set_new(&sp.set, &g->pools, err, errlen);
+	}
 	if (rc < 0)
 		goto fail;
 	g->conf = conf;
 	if ((rc = index_new(g)) < 0 || (rc = users_build(g, err, errlen)) < 0)
 		goto fail;
-	g->refs = 1;
+	atomic_init(&g->refs, 1);
 	spec_free(&sp);
 	*out = g;
 	return 0;
@@ -322,7 +328,7 @@ fail:
 		snprintf(err, errlen, "out of memory");
 	spec_free(&sp);
 	if (g) {
-		pool_set_free(g->pools);
+		poolsync_set_free(g->sync, g->pools);
 		auth_store_free(g->auth);
 		index_free(g->index);
 		free(g);
@@ -331,11 +337,16 @@ fail:
 	return rc;
 }
 
+void proxy_gen_ref(struct proxy_gen *gen)
+{
+	atomic_fetch_add_explicit(&gen->refs, 1, memory_order_relaxed);
+}
+
 void proxy_gen_unref(struct proxy_gen *gen)
 {
-	if (!gen || --gen->refs > 0)
+	if (!gen || atomic_fetch_sub(&gen->refs, 1) > 1)
 		return;
-	pool_set_free(gen->pools);
+	poolsync_set_free(gen->sync, gen->pools);
 	auth_store_free(gen->auth);
 	index_free(gen->index);
 	conf_free(gen->conf);

@@ -12,6 +12,7 @@
 #ifndef SOCKPOOL_GEN_H
 #define SOCKPOOL_GEN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -23,26 +24,33 @@ struct pool_set;
 struct pool_source;
 struct auth_store;
 struct gen_index;
+struct poolsync;
 
 struct proxy_gen {
 	struct conf *conf;	 /* owned */
-	struct pool_set *pools;	 /* owned */
+	struct pool_set *pools;	 /* owned, used under sync's lock */
+	struct poolsync *sync;	 /* the process's pool lock; NULL = none (--check) */
 	struct auth_store *auth; /* owned */
-	unsigned refs;		 /* the proxy's own reference plus one per session */
+	atomic_uint refs;	 /* the process's and each worker's, plus one per session */
 	size_t default_pool;	 /* conf pool index of server.default_pool */
 	struct gen_index *index; /* owned: the lookup tables below */
 };
 
 /* Build the pools, users and lookup tables of `conf`, carrying the state of
- * unchanged sources over from `old` (may be NULL). Ownership of `conf` passes
- * to the call whether it succeeds or not: on failure it is freed.
+ * unchanged sources over from `old` (may be NULL) under the pool lock `sync`
+ * (NULL = none; a reload takes old's). Ownership of `conf` passes to the call
+ * whether it succeeds or not: on failure it is freed.
  * @return 0 and *out (one reference, drop it with proxy_gen_unref), or
  *         -EINVAL / -ENOMEM with a message in err. */
-int proxy_gen_new(struct conf *conf, const struct proxy_gen *old, struct proxy_gen **out, char *err,
-		  size_t errlen);
+int proxy_gen_new(struct conf *conf, const struct proxy_gen *old, struct poolsync *sync,
+		  struct proxy_gen **out, char *err, size_t errlen);
 
-/* Drop one reference; the last one frees the generation and its conf.
- * NULL is a no-op. */
+/* Take one more reference, from any thread that holds one (or the lock
+ * under which the process swaps its current generation). */
+void proxy_gen_ref(struct proxy_gen *gen);
+
+/* Drop one reference, from any thread; the last one frees the generation and
+ * its conf (its pool set under the pool lock). NULL is a no-op. */
 void proxy_gen_unref(struct proxy_gen *gen);
 
 /* Index of the address source (`address =`) whose address is `addr` (port

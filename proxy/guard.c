@@ -23,7 +23,6 @@ enum dstpolicy_verdict guard_destination(const struct proxy *px, const struct co
 					 const struct sockaddr *client, const struct sockaddr *dest)
 {
 	uint16_t stack[GUARD_PORTS_STACK], *ports = stack;
-	struct sockaddr_storage admin;
 	enum dstpolicy_verdict v;
 	size_t n = 0;
 
@@ -33,12 +32,13 @@ enum dstpolicy_verdict guard_destination(const struct proxy *px, const struct co
 			return DSTPOLICY_DENY_SELF; /* fail closed */
 	}
 	for (size_t i = 0; i < px->n_listeners; i++) {
-		uint16_t p = port_of(&px->listeners[i].bound);
+		uint16_t p = port_of(&px->listeners[i].la->bound);
 		if (p)
 			ports[n++] = p;
 	}
-	if (px->admin && admin_bound(px->admin, &admin) == 0 && port_of(&admin))
-		ports[n++] = port_of(&admin);
+	/* Set before any worker started, never changed: no lock. */
+	if (px->main->has_admin_bound && port_of(&px->main->admin_bound))
+		ports[n++] = port_of(&px->main->admin_bound);
 
 	struct dstpolicy pol = {
 	    .allow = &conf->server.allow_destinations,

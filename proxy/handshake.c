@@ -11,6 +11,7 @@
 #include "gen.h"
 #include "log.h"
 #include "session.h"
+#include "stat.h"
 
 static void handshake_step(struct session *s);
 static void auth_fail_now(struct session *s);
@@ -98,7 +99,7 @@ static bool bind_allowed(const struct session *s, size_t src)
 static int pin_source(struct session *s, int idx)
 {
 	struct pool_source *ps = gen_pool_source(s->gen, (size_t)idx);
-	int rc = ps ? pool_source_acquire(ps, session_now(s)) : 0;
+	int rc = ps ? poolsync_acquire(s->gen->sync, ps, session_now(s)) : 0;
 
 	if (rc < 0) {
 		log_info("session", "id=%llu client=%s source=%s refused: %s",
@@ -156,12 +157,13 @@ static int bind_named(struct session *s, const struct sockaddr_storage *ss)
 		log_info("session", "id=%llu client=%s BIND source unusable error=\"%s\"",
 			 (unsigned long long)s->id, s->peer_str, strerror(-rc));
 		if (s->src && rc == -EADDRNOTAVAIL)
-			pool_report_failure(s->src, POOL_FAILURE_UNPLUMBED, -rc, session_now(s));
+			poolsync_report_failure(s->gen->sync, s->src, POOL_FAILURE_UNPLUMBED, -rc,
+						session_now(s), NULL);
 		session_reply(s, SOCKS5_REP_GENERAL_FAILURE, NULL);
 		return -1;
 	}
 	if (s->src)
-		pool_report_success(s->src, session_now(s));
+		poolsync_report_success(s->gen->sync, s->src, session_now(s));
 	return 0;
 }
 
@@ -279,7 +281,7 @@ static bool auth_submit(struct session *s)
 	}
 	if (rc == 0)
 		return true;
-	px->stats.auth_queue_full++;
+	stat_add(&px->stats.auth_queue_full, 1);
 	if (rc == -EBUSY && authq_park(px->authq, &s->h->authq, peer) == 0) {
 		log_debug("session",
 			  "id=%llu client=%s login parked: the client's password "
@@ -334,8 +336,14 @@ static void auth_done(struct session *s, bool ok, bool resume)
 
 	explicit_bzero(s->h->pass, sizeof s->h->pass);
 	if (!ok) {
-		uint64_t delay = authq_throttle_fail(
-		    s->px->auth_throttle, (const struct sockaddr *)&s->peer, session_now(s));
+		struct proxy_main *m = s->px->main;
+		uint64_t delay;
+
+		/* The process's throttle: a client's tries count on every worker. */
+		uv_mutex_lock(&m->auth_mu);
+		delay = authq_throttle_fail(m->auth_throttle, (const struct sockaddr *)&s->peer,
+					    session_now(s));
+		uv_mutex_unlock(&m->auth_mu);
 		s->result = PROXY_RESULT_AUTH;
 		/* The name is the client's, unchecked: quoted so it cannot forge a line. */
 		log_info("session", "id=%llu client=%s user=%s authentication failed%s",
@@ -346,13 +354,15 @@ static void auth_done(struct session *s, bool ok, bool resume)
 			return;
 		}
 		/* Repeated failures from this client wait before their answer. */
-		s->px->stats.auth_delayed++;
+		stat_add(&s->px->stats.auth_delayed, 1);
 		s->state = S_AUTH_FAILED;
 		uv_read_stop((uv_stream_t *)&s->client);
 		session_timer_arm(s, delay);
 		return;
 	}
-	authq_throttle_ok(s->px->auth_throttle, (const struct sockaddr *)&s->peer);
+	uv_mutex_lock(&s->px->main->auth_mu);
+	authq_throttle_ok(s->px->main->auth_throttle, (const struct sockaddr *)&s->peer);
+	uv_mutex_unlock(&s->px->main->auth_mu);
 	s->authed = true;
 	s->user = gen_find_user(s->gen, s->h->user);
 	s->user_name = s->user >= 0 ? s->gen->conf->users[s->user].name : NULL;

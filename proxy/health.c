@@ -10,26 +10,29 @@
 #include "health.h"
 #include "log.h"
 #include "pool.h"
+#include "poolsync.h"
 #include "upcheck.h"
 
 /* The WARN of the start check lists at most this much; the count is exact. */
 #define HEALTH_LIST_MAX 640
 
 struct health {
-	struct proxy *px;
+	struct proxy_main *px;
 	struct addrwatch *watch;
 	bool watch_tried;
 	struct upchecks *upchecks;
 	uv_timer_t recheck; /* after an expiry: are those addresses still missing? */
+	uv_async_t online;  /* the pool watcher, on any worker, asks for a recheck */
+	unsigned handles;   /* of recheck and online, open */
 };
 
 /* The two places that know how a generation is looked up. */
-static struct pool_source *source_at(const struct proxy *px, size_t conf_index)
+static struct pool_source *source_at(const struct proxy_main *px, size_t conf_index)
 {
 	return gen_pool_source(px->gen, conf_index);
 }
 
-static int find_source(const struct proxy *px, const struct sockaddr *addr)
+static int find_source(const struct proxy_main *px, const struct sockaddr *addr)
 {
 	return gen_find_source(px->gen, addr);
 }
@@ -53,7 +56,7 @@ static bool suspended_for(struct pool_source *src, enum pool_reason reason, uint
 static void on_address(const struct sockaddr *addr, bool present, void *ctx)
 {
 	struct health *h = ctx;
-	struct proxy *px = h->px;
+	struct proxy_main *px = h->px;
 	const struct conf *conf = px->gen->conf;
 	uint64_t now = uv_now(px->loop);
 	int idx = find_source(px, addr);
@@ -67,22 +70,22 @@ static void on_address(const struct sockaddr *addr, bool present, void *ctx)
 		if (src) {
 			log_info("addrwatch", "address gone from the host source=%s address=%s",
 				 cs->name, text);
+			poolsync_lock(&px->sync);
 			pool_report_absent(src, EADDRNOTAVAIL, now);
+			poolsync_unlock(&px->sync);
 		}
-		/* Also a BIND to an unlisted address (bind_unlisted = allow). */
-		size_t moved = attempt_address_gone(px, addr);
-		if (moved)
-			log_info("addrwatch",
-				 "connects from the address moved to other sources address=%s "
-				 "count=%zu",
-				 text, moved);
+		/* Also a BIND to an unlisted address (bind_unlisted = allow).
+		 * The sessions are the workers': each moves its own. */
+		proxy_address_gone(px, addr);
 		return;
 	}
 	if (!src)
 		return;
 	log_info("addrwatch", "address on the host source=%s address=%s", cs->name, text);
+	poolsync_lock(&px->sync);
 	if (cs->resume_when_plumbed && suspended_for(src, POOL_REASON_UNPLUMBED, now))
 		pool_source_resume(src, now);
+	poolsync_unlock(&px->sync);
 }
 
 /* An unplumbed suspension ended by expiry while the watch knows the address
@@ -90,7 +93,7 @@ static void on_address(const struct sockaddr *addr, bool present, void *ctx)
 static void on_recheck(uv_timer_t *t)
 {
 	struct health *h = container_of(t, struct health, recheck);
-	struct proxy *px = h->px;
+	struct proxy_main *px = h->px;
 	const struct conf *conf = px->gen->conf;
 	uint64_t now = uv_now(px->loop);
 	char text[64];
@@ -103,13 +106,15 @@ static void on_recheck(uv_timer_t *t)
 		if (cs->kind != CONF_SOURCE_ADDRESS || !src ||
 		    addrwatch_present(h->watch, (const struct sockaddr *)&cs->addr) != 0)
 			continue;
-		pool_source_get_info(src, now, &info);
+		poolsync_get_info(&px->sync, src, now, &info);
 		if (info.state != POOL_STATE_ELIGIBLE)
 			continue;
 		conf_addr_str((const struct sockaddr *)&cs->addr, text, sizeof text);
 		log_info("addrwatch", "address still not on the host source=%s address=%s",
 			 cs->name, text);
+		poolsync_lock(&px->sync);
 		pool_report_absent(src, EADDRNOTAVAIL, now);
+		poolsync_unlock(&px->sync);
 	}
 }
 
@@ -119,11 +124,20 @@ static void on_recheck(uv_timer_t *t)
  * health_stop() px->health is NULL and it does nothing. */
 static void on_pool_online(const struct pool_event *ev, void *ctx)
 {
-	struct proxy *px = ctx;
-	struct health *h = px->health;
+	struct proxy_main *px = ctx;
+	struct health *h = px->health; /* cleared under the pool lock, as this runs */
 
+	/* Any worker's thread: the timer is the main loop's, so wake it. */
 	if (h && ev->type == POOL_EVENT_ONLINE && ev->reason == POOL_REASON_UNPLUMBED &&
-	    !ev->resumed && h->watch)
+	    !ev->resumed)
+		uv_async_send(&h->online);
+}
+
+static void on_online(uv_async_t *a)
+{
+	struct health *h = container_of(a, struct health, online);
+
+	if (h->watch)
 		uv_timer_start(&h->recheck, on_recheck, 0, 0);
 }
 
@@ -178,12 +192,15 @@ struct missing_list {
 static void on_missing(const struct conf_source *cs, int err, void *ctx)
 {
 	struct missing_list *m = ctx;
-	struct proxy *px = m->h->px;
+	struct proxy_main *px = m->h->px;
 	char addr[64];
 	struct pool_source *src = source_at(px, (size_t)(cs - px->gen->conf->sources));
 
-	if (src)
+	if (src) {
+		poolsync_lock(&px->sync);
 		pool_report_absent(src, err, m->now);
+		poolsync_unlock(&px->sync);
+	}
 	conf_addr_str((const struct sockaddr *)&cs->addr, addr, sizeof addr);
 	int n = snprintf(m->text + m->len, sizeof m->text - m->len, "%s%s=%s", m->len ? "," : "",
 			 cs->name, addr);
@@ -195,7 +212,7 @@ static void on_missing(const struct conf_source *cs, int err, void *ctx)
 
 static void check_addresses(struct health *h, const char *when)
 {
-	struct proxy *px = h->px;
+	struct proxy_main *px = h->px;
 	const struct conf *conf = px->gen->conf;
 	struct missing_list m = {.h = h, .now = uv_now(px->loop)};
 	size_t n = health_missing_addresses(conf, on_missing, &m);
@@ -209,15 +226,20 @@ static void check_addresses(struct health *h, const char *when)
 	for (size_t i = 0; i < conf->n_sources; i++) {
 		const struct conf_source *cs = &conf->sources[i];
 		struct pool_source *src = source_at(px, i);
-		if (cs->kind != CONF_SOURCE_ADDRESS || !cs->resume_when_plumbed || !src ||
-		    !suspended_for(src, POOL_REASON_UNPLUMBED, m.now) ||
-		    egress_probe_bind((const struct sockaddr *)&cs->addr) < 0)
+		bool was;
+
+		if (cs->kind != CONF_SOURCE_ADDRESS || !cs->resume_when_plumbed || !src)
 			continue;
-		pool_source_resume(src, m.now);
+		poolsync_lock(&px->sync);
+		was = suspended_for(src, POOL_REASON_UNPLUMBED, m.now);
+		poolsync_unlock(&px->sync);
+		if (!was || egress_probe_bind((const struct sockaddr *)&cs->addr) < 0)
+			continue;
+		poolsync_resume(&px->sync, src, m.now);
 	}
 }
 
-int health_start(struct proxy *px, struct health **out)
+int health_start(struct proxy_main *px, struct health **out)
 {
 	struct health *h;
 
@@ -231,6 +253,13 @@ int health_start(struct proxy *px, struct health **out)
 		free(h);
 		return -ENOMEM; /* libuv's timer init fails only on bad arguments */
 	}
+	h->handles = 1;
+	if (uv_async_init(px->loop, &h->online, on_online) < 0) {
+		free(h);
+		return -ENOMEM; /* an eventfd: the process is out of descriptors */
+	}
+	h->handles = 2;
+	uv_unref((uv_handle_t *)&h->online);
 	/* Once for the process: pool_set_new_from() copies it to later
 	 * generations. Without it an expiry lets a missing address be tried. */
 	if (pool_set_watch(px->gen->pools, POOL_EVENT_MASK(POOL_EVENT_ONLINE), on_pool_online, px) <
@@ -259,9 +288,12 @@ void health_reload(struct health *h)
 		log_error("health", "out of memory: no upstream checks");
 }
 
-static void on_recheck_closed(uv_handle_t *handle)
+static void on_handle_closed(uv_handle_t *handle)
 {
-	free(container_of((uv_timer_t *)handle, struct health, recheck));
+	struct health *h = handle->data;
+
+	if (--h->handles == 0)
+		free(h);
 }
 
 void health_stop(struct health *h)
@@ -271,7 +303,9 @@ void health_stop(struct health *h)
 	upcheck_stop(h->upchecks);
 	addrwatch_stop(h->watch);
 	h->watch = NULL;
-	uv_close((uv_handle_t *)&h->recheck, on_recheck_closed);
+	h->recheck.data = h->online.data = h;
+	uv_close((uv_handle_t *)&h->recheck, on_handle_closed);
+	uv_close((uv_handle_t *)&h->online, on_handle_closed);
 }
 
 int health_present(const struct health *h, size_t conf_index)

@@ -40,7 +40,7 @@ struct health;
  * before the loop runs: a pool watcher registered here finds the health
  * through px->health (NULL after health_stop). `px` must outlive every
  * generation. @return 0 and *out (stop with health_stop), -EINVAL, -ENOMEM. */
-int health_start(struct proxy *px, struct health **out);
+int health_start(struct proxy_main *px, struct health **out);
 
 /* px->gen was replaced by a reload: check the addresses of the new
  * generation, start the watch if it now has address sources, and replace

@@ -58,7 +58,7 @@ static int check_config(struct conf *conf, bool strict)
 	struct proxy_gen *gen = NULL;
 	char err[CONF_ERR_MAX];
 
-	if (proxy_gen_new(conf, NULL, &gen, err, sizeof err) < 0) {
+	if (proxy_gen_new(conf, NULL, NULL, &gen, err, sizeof err) < 0) {
 		fprintf(stderr, "sockpool: %s\n", err);
 		return 1; /* conf was freed with the failed generation */
 	}

@@ -1,6 +1,8 @@
 /* poolwatch: the pool set's watchers: pool events to logs, and ONLINE /
  * OFFLINE to the proxy's reaction (expiry timer, refuse-mode listeners),
- * deferred onto the loop so that nothing runs inside the pool call. */
+ * deferred onto the main loop so that nothing runs inside the pool call.
+ * They run under the pool lock, on whichever worker thread made the
+ * change: one line per transition, never one per worker. */
 #include <stdio.h>
 #include <string.h>
 
@@ -77,11 +79,12 @@ static void on_pool_event_log(const struct pool_event *ev, void *ctx)
  * uv_async_send() is also what another thread's loop may call. */
 static void on_pool_event(const struct pool_event *ev, void *ctx)
 {
-	struct proxy *px = ctx;
+	struct proxy_main *m = ctx;
 
 	(void)ev;
-	if (px->pools_watched)
-		uv_async_send(&px->pools_async);
+	/* Under the pool lock, as poolwatch_stop() clears it. */
+	if (m->pools_watched)
+		uv_async_send(&m->pools_async);
 }
 
 static void on_expire_timer(uv_timer_t *t);
@@ -89,31 +92,31 @@ static void on_expire_timer(uv_timer_t *t);
 /* End due suspensions, arm the timer for the next one, and reopen refuse-mode
  * listeners. Suspensions ended here fire ONLINE again, which schedules one
  * more, idle, look. */
-static void pools_look(struct proxy *px)
+static void pools_look(struct proxy_main *m)
 {
-	uint64_t now = uv_now(px->loop);
-	uint64_t next = pool_expire(px->gen->pools, now);
+	uint64_t now = uv_now(m->loop);
+	uint64_t next = poolsync_expire(&m->sync, m->gen->pools, now);
 
-	if (px->stopping)
+	if (m->stopping)
 		return;
 	if (next == UINT64_MAX)
-		uv_timer_stop(&px->expire_timer);
+		uv_timer_stop(&m->expire_timer);
 	else /* at least 1 ms: a due expiry must never make the timer spin */
-		uv_timer_start(&px->expire_timer, on_expire_timer, next > now ? next - now : 1, 0);
-	proxy_listeners_resume(px);
+		uv_timer_start(&m->expire_timer, on_expire_timer, next > now ? next - now : 1, 0);
+	proxy_listeners_resume(m);
 }
 
 static void on_expire_timer(uv_timer_t *t)
 {
-	pools_look(container_of(t, struct proxy, expire_timer));
+	pools_look(container_of(t, struct proxy_main, expire_timer));
 }
 
 static void on_pools_async(uv_async_t *a)
 {
-	pools_look(container_of(a, struct proxy, pools_async));
+	pools_look(container_of(a, struct proxy_main, pools_async));
 }
 
-int poolwatch_start(struct proxy *px)
+int poolwatch_start(struct proxy_main *m)
 {
 	unsigned log_mask = POOL_EVENT_MASK(POOL_EVENT_OFFLINE) |
 			    POOL_EVENT_MASK(POOL_EVENT_ONLINE) |
@@ -121,28 +124,31 @@ int poolwatch_start(struct proxy *px)
 	unsigned mask = POOL_EVENT_MASK(POOL_EVENT_OFFLINE) | POOL_EVENT_MASK(POOL_EVENT_ONLINE);
 	int rc;
 
-	rc = uv_async_init(px->loop, &px->pools_async, on_pools_async);
+	rc = uv_async_init(m->loop, &m->pools_async, on_pools_async);
 	if (rc < 0)
 		return rc;
-	px->pools_watched = true;
-	/* Watchers are copied to every later generation's set; px outlives them. */
-	if ((rc = pool_set_watch(px->gen->pools, log_mask, on_pool_event_log, NULL)) < 0 ||
-	    (rc = pool_set_watch(px->gen->pools, mask, on_pool_event, px)) < 0)
+	m->pools_watched = true;
+	/* Watchers are copied to every later generation's set; m outlives them. */
+	if ((rc = pool_set_watch(m->gen->pools, log_mask, on_pool_event_log, NULL)) < 0 ||
+	    (rc = pool_set_watch(m->gen->pools, mask, on_pool_event, m)) < 0)
 		return rc;
 	return 0;
 }
 
-void poolwatch_kick(struct proxy *px)
+void poolwatch_kick(struct proxy_main *m)
 {
-	if (px->pools_watched)
-		uv_async_send(&px->pools_async);
+	if (m->pools_watched)
+		uv_async_send(&m->pools_async);
 }
 
-void poolwatch_stop(struct proxy *px)
+void poolwatch_stop(struct proxy_main *m)
 {
-	uv_timer_stop(&px->expire_timer);
-	if (!px->pools_watched)
+	uv_timer_stop(&m->expire_timer);
+	if (!m->pools_watched)
 		return;
-	px->pools_watched = false;
-	uv_close((uv_handle_t *)&px->pools_async, NULL);
+	/* A worker's watcher may be about to send: not once this is false. */
+	poolsync_lock(&m->sync);
+	m->pools_watched = false;
+	poolsync_unlock(&m->sync);
+	uv_close((uv_handle_t *)&m->pools_async, NULL);
 }

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "session.h"
+#include "stat.h"
 
 static void relay_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
@@ -153,9 +154,9 @@ static void count_bytes(struct session *s, struct half *h, size_t n)
 {
 	h->bytes += n;
 	if (h == &s->up)
-		s->px->stats.bytes_up += n;
+		stat_add(&s->px->stats.bytes_up, n);
 	else
-		s->px->stats.bytes_down += n;
+		stat_add(&s->px->stats.bytes_down, n);
 }
 
 static void relay_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -204,7 +205,7 @@ void relay_on_timer(struct session *s)
 	uint64_t now = session_now(s);
 
 	if (half_stalled(s, &s->up, now) || half_stalled(s, &s->down, now)) {
-		s->px->stats.stalled++;
+		stat_add(&s->px->stats.stalled, 1);
 		log_info("session",
 			 "id=%llu client=%s dest=%s stalled: unwritten data made no progress for "
 			 "stall_timeout_ms=%llu, resetting",
@@ -266,16 +267,20 @@ static void relay_early_data(struct session *s)
 void relay_start(struct session *s, const struct sockaddr *bnd, const uint8_t *extra,
 		 size_t extra_len)
 {
+	/* Counted before the client hears of it: with several workers the
+	 * admin endpoint may be asked, on another thread, the moment the reply
+	 * is out. */
+	if (s->src && s->cs->kind == CONF_SOURCE_DEFAULT_ROUTE)
+		poolsync_report_success(s->gen->sync, s->src, session_now(s));
+	stat_add(&s->px->stats.relaying, 1);
+	proxy_hist_observe(&s->px->stats.connect, (double)(uv_hrtime() - s->request_ns) / 1e6);
 	if (reply_success(s, bnd) < 0) {
+		stat_sub(&s->px->stats.relaying, 1);
 		session_close(s, true);
 		return;
 	}
-	if (s->src && s->cs->kind == CONF_SOURCE_DEFAULT_ROUTE)
-		pool_report_success(s->src, session_now(s));
 	s->state = S_RELAY;
 	s->result = PROXY_RESULT_OK;
-	s->px->stats.relaying++;
-	proxy_hist_observe(&s->px->stats.connect, (double)(uv_hrtime() - s->request_ns) / 1e6);
 	s->up = (struct half){
 	    .s = s, .from = (uv_stream_t *)&s->client, .to = (uv_stream_t *)&s->out->tcp};
 	s->down = (struct half){

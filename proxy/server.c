@@ -1,5 +1,6 @@
-/* server: the process: listeners (and their refuse-mode pause), signals,
- * reload, the prefix route probe, start and shutdown. */
+/* server: the process and its workers: listening sockets (and their
+ * refuse-mode pause), commands to the workers, signals, reload, the prefix
+ * route probe, start and shutdown. */
 #include <assert.h>
 #include <errno.h>
 #include <grp.h>
@@ -22,10 +23,51 @@
 #include "gen.h"
 #include "health.h"
 #include "log.h"
+#include "lsock.h"
 #include "notify.h"
 #include "pool.h"
+#include "poolsync.h"
 #include "proxy.h"
+#include "stat.h"
 #include "throttle.h"
+#include "workers.h"
+
+/* Fast Open queue of every listening socket (Exim may send its greeting as
+ * TFO data). */
+#define SERVER_TFO_QLEN 256
+
+static void listeners_sync(struct proxy *px);
+static void listeners_close(struct proxy *px);
+static void main_maybe_finish(struct proxy_main *m);
+
+/* Tell every worker: through its mailbox, or, with one worker on the main
+ * loop, by calling it right here. */
+static void worker_command(struct proxy *px, unsigned cmds);
+
+static void proxy_tell(struct proxy_main *m, unsigned cmds)
+{
+	if (m->threads)
+		workers_post(m->threads, cmds);
+	else
+		worker_command(&m->px[0], cmds);
+}
+
+static const char *addr_pool(const struct proxy_gen *gen, const struct listen_addr *la)
+{
+	return la->pool ? la->pool : gen->conf->server.default_pool;
+}
+
+static struct lsock_opts listen_opts(const struct proxy_main *m, uint64_t keepalive_ms)
+{
+	return (struct lsock_opts){
+	    /* Only with several workers: one worker's socket must keep a
+	     * second sockpool on the same port out, as it always did. */
+	    .reuseport = m->n_workers > 1,
+	    .fastopen_qlen = SERVER_TFO_QLEN,
+	    .nodelay = true,
+	    .keepalive_ms = keepalive_ms,
+	};
+}
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -46,107 +88,116 @@ static void on_listener_closed(uv_handle_t *h)
 
 	l->px->n_listeners_open--;
 	l->closing = false;
-	if (l->paused)
-		proxy_listeners_resume(l->px);
+	/* Wanted again while it was closing. */
+	listeners_sync(l->px);
 }
 
+/* A socket that never listened: no retry from here, or a port that cannot
+ * be had would be tried again and again. */
+static void on_listener_failed(uv_handle_t *h)
+{
+	struct listener *l = container_of((uv_tcp_t *)h, struct listener, tcp);
+
+	l->px->n_listeners_open--;
+	l->closing = false;
+}
+
+/* Close this worker's socket (its fd is closed at once). The worker that
+ * closes the last socket of a paused address says so: from then on the
+ * address refuses connections. */
 static void listener_close(struct listener *l)
 {
+	struct proxy_main *m = l->px->main;
+	bool last_paused;
+
 	if (!l->open)
 		return;
 	l->open = false;
 	l->closing = true;
 	uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+	uv_mutex_lock(&m->listen_mu);
+	last_paused = --l->la->n_open == 0 && l->la->paused;
+	uv_mutex_unlock(&m->listen_mu);
+	if (last_paused && !l->px->stopping)
+		log_warn("server",
+			 "pool %s exhausted: listener addr=%s closed until a source returns",
+			 addr_pool(l->px->gen, l->la), l->bound_str);
 }
 
-static int set_int(int fd, int level, int opt, int value)
+/* Serve `fd` (from lsock_open, owned by this call) as worker px's socket of
+ * its address. `reopen`: back after on_pool_exhausted = refuse. */
+static int listener_start(struct proxy *px, struct listener *l, int fd, uint64_t keepalive_ms,
+			  bool reopen)
 {
-	return setsockopt(fd, level, opt, &value, sizeof value) < 0 ? -errno : 0;
-}
-
-/* A bound, non-blocking listening socket, before listen(): our own, since
- * TCP_FASTOPEN must be set before listen() and uv_tcp_bind() + uv_listen()
- * leave no room for it. @return the fd or -errno. */
-static int listen_socket(const struct sockaddr_storage *addr, uint64_t keepalive_ms)
-{
-	int family = addr->ss_family, rc;
-	socklen_t len =
-	    family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-	if (fd < 0)
-		return -errno;
-	if ((rc = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0 ||
-	    (family == AF_INET6 && (rc = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1)) < 0))
-		goto fail;
-	if (bind(fd, (const struct sockaddr *)addr, len) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	/* Exim may send its greeting as Fast Open data; a kernel without TFO
-	 * support refuses the option, and then clients just do without. */
-	if (set_int(fd, IPPROTO_TCP, TCP_FASTOPEN, 256) < 0)
-		log_debug("server", "TCP_FASTOPEN not available error=\"%s\"", strerror(errno));
-	/* Accepted sockets inherit these, which saves three system calls on
-	 * every connection. */
-	if ((rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1)) < 0 ||
-	    (keepalive_ms &&
-	     ((rc = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1)) < 0 ||
-	      (rc = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)(keepalive_ms / 1000 ?: 1))) < 0)))
-		goto fail;
-	return fd;
-fail:
-	close(fd);
-	return rc;
-}
-
-/* Open a listening socket on `addr`; `line` names it in errors, `reopen`
- * says it is back after on_pool_exhausted = refuse. */
-static int listener_bind(struct listener *l, const struct sockaddr_storage *addr, unsigned line,
-			 bool reopen)
-{
-	struct proxy *px = l->px;
-	char err[CONF_ERR_MAX];
-	int fd, rc, len;
+	struct proxy_main *m = px->main;
+	bool first;
+	int rc;
 
 	rc = uv_tcp_init(px->loop, &l->tcp);
-	if (rc < 0)
+	if (rc < 0) {
+		close(fd);
 		return rc;
+	}
 	px->n_listeners_open++;
-	l->open = true;
-	l->keepalive_ms = px->gen->conf->server.tcp_keepalive_ms;
-	fd = rc = listen_socket(addr, l->keepalive_ms);
-	if (rc < 0)
-		goto fail;
+	l->closing = true; /* until it listens: a failure below closes it */
+	l->keepalive_ms = keepalive_ms;
 	if ((rc = uv_tcp_open(&l->tcp, fd)) < 0) {
 		close(fd);
-		goto fail;
+		uv_close((uv_handle_t *)&l->tcp, on_listener_failed);
+		return rc;
 	}
-	len = sizeof l->bound;
-	if ((rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) < 0 ||
-	    (rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->bound, &len)) < 0)
-		goto fail;
-	conf_addr_str((const struct sockaddr *)&l->bound, l->bound_str, sizeof l->bound_str);
-	log_info("server", "%s addr=%s pool=%s%s", reopen ? "listening again" : "listening",
-		 l->bound_str, l->pool ? l->pool : px->gen->conf->server.default_pool,
-		 l->source_same ? " source=same" : "");
+	if ((rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection)) < 0) {
+		uv_close((uv_handle_t *)&l->tcp, on_listener_failed);
+		return rc;
+	}
+	l->closing = false;
+	l->open = true;
+	uv_mutex_lock(&m->listen_mu);
+	first = l->la->n_open++ == 0;
+	uv_mutex_unlock(&m->listen_mu);
+	if (reopen && first)
+		log_info("server", "listening again addr=%s pool=%s", l->bound_str,
+			 addr_pool(px->gen, l->la));
 	return 0;
-fail:
-	conf_addr_str((const struct sockaddr *)addr, err, sizeof err);
-	log_error("server", "cannot listen addr=%s line=%u error=\"%s\"", err, line,
-		  uv_strerror(rc));
-	listener_close(l);
-	return rc;
 }
 
-static int listener_open(struct proxy *px, struct listener *l, const struct conf_listen *cl)
+/* Match this worker's sockets to what the process wants: close those of
+ * paused addresses, reopen the others (on the port they had, so clients
+ * find them where they were). */
+static void listeners_sync(struct proxy *px)
 {
-	l->px = px;
-	l->source_same = cl->source_same;
-	l->conf_addr = cl->addr;
-	if (cl->pool && !(l->pool = strdup(cl->pool)))
-		return UV_ENOMEM;
-	return listener_bind(l, &cl->addr, cl->line, false);
+	struct proxy_main *m = px->main;
+
+	for (size_t i = 0; i < px->n_listeners; i++) {
+		struct listener *l = &px->listeners[i];
+		uint64_t keepalive_ms = px->gen->conf->server.tcp_keepalive_ms;
+		struct lsock_opts opts = listen_opts(m, keepalive_ms);
+		bool paused;
+		int fd, rc;
+
+		if (l->la->absent)
+			continue;
+		uv_mutex_lock(&m->listen_mu);
+		paused = l->la->paused;
+		uv_mutex_unlock(&m->listen_mu);
+		if (paused) {
+			if (l->open)
+				l->refused = true;
+			listener_close(l);
+			continue;
+		}
+		if (l->open || l->closing || px->stopping)
+			continue;
+		fd = lsock_open((const struct sockaddr *)&l->la->bound, &opts);
+		rc = fd < 0 ? fd : listener_start(px, l, fd, keepalive_ms, l->refused);
+		if (rc < 0)
+			log_error("server",
+				  "cannot listen again addr=%s error=\"%s\"; it stays closed until "
+				  "the next pool change",
+				  l->bound_str, uv_strerror(rc));
+		else
+			l->refused = false;
+	}
 }
 
 static void listeners_close(struct proxy *px)
@@ -155,44 +206,51 @@ static void listeners_close(struct proxy *px)
 		listener_close(&px->listeners[i]);
 }
 
-static const char *listener_pool(const struct proxy *px, const struct listener *l)
-{
-	return l->pool ? l->pool : px->gen->conf->server.default_pool;
-}
-
 void proxy_pool_exhausted(struct proxy *px, const char *name)
 {
+	struct proxy_main *m = px->main;
+	bool changed = false;
+
 	if (px->gen->conf->server.on_pool_exhausted != CONF_POOL_EXHAUSTED_REFUSE)
 		return;
-	for (size_t i = 0; i < px->n_listeners; i++) {
-		struct listener *l = &px->listeners[i];
-		if (!l->open || l->source_same || strcmp(listener_pool(px, l), name) != 0)
+	uv_mutex_lock(&m->listen_mu);
+	for (size_t i = 0; i < m->n_addrs; i++) {
+		struct listen_addr *la = &m->addrs[i];
+		if (la->absent || la->source_same || la->paused ||
+		    strcmp(addr_pool(px->gen, la), name) != 0)
 			continue;
-		log_warn("server",
-			 "pool %s exhausted: listener addr=%s closed until a source returns", name,
-			 l->bound_str);
-		l->paused = true;
-		listener_close(l);
+		la->paused = true;
+		changed = true;
 	}
+	uv_mutex_unlock(&m->listen_mu);
+	if (changed)
+		proxy_tell(m, WORKER_CMD_LISTENERS);
 }
 
-/* Reopen paused listeners whose pool has an eligible source again, on the
- * port they had, so clients find them where they were. */
-void proxy_listeners_resume(struct proxy *px)
+void proxy_listeners_resume(struct proxy_main *m)
 {
-	for (size_t i = 0; i < px->n_listeners && !px->stopping; i++) {
-		struct listener *l = &px->listeners[i];
+	bool changed = false;
+
+	if (m->stopping)
+		return;
+	poolsync_lock(&m->sync);
+	uv_mutex_lock(&m->listen_mu);
+	for (size_t i = 0; i < m->n_addrs; i++) {
+		struct listen_addr *la = &m->addrs[i];
 		struct pool *pool;
 
-		if (!l->paused || l->open || l->closing)
+		if (!la->paused)
 			continue;
-		pool = pool_set_pool(px->gen->pools, listener_pool(px, l));
+		pool = pool_set_pool(m->gen->pools, addr_pool(m->gen, la));
 		if (pool && pool_count_eligible(pool, POOL_FAMILY_ANY) == 0)
 			continue;
-		l->paused = false;
-		if (listener_bind(l, &l->bound, 0, true) < 0)
-			l->paused = true; /* try again at the next pool change */
+		la->paused = false;
+		changed = true;
 	}
+	uv_mutex_unlock(&m->listen_mu);
+	poolsync_unlock(&m->sync);
+	if (changed)
+		proxy_tell(m, WORKER_CMD_LISTENERS);
 }
 
 /* A prefix the host does not route locally would bind fine (FREEBIND) and
@@ -201,7 +259,7 @@ void proxy_listeners_resume(struct proxy *px)
  * and holds the generation whose conf it reads. */
 struct prefix_probe {
 	uv_work_t work;
-	struct proxy *px;
+	struct proxy_main *m;
 	struct proxy_gen *gen;
 	size_t idx;
 	int rc;
@@ -214,10 +272,10 @@ static void on_prefix_probe(uv_work_t *w)
 	p->rc = egress_probe_prefix(&p->gen->conf->sources[p->idx]);
 }
 
-static void prefix_verdict(struct proxy *px, const struct conf_source *cs, struct pool_source *src,
-			   int rc)
+static void prefix_verdict(struct proxy_main *m, const struct conf_source *cs,
+			   struct pool_source *src, int rc)
 {
-	uint64_t now = uv_now(px->loop);
+	uint64_t now = uv_now(m->loop);
 	struct pool_source_info info;
 
 	if (rc < 0) {
@@ -226,17 +284,19 @@ static void prefix_verdict(struct proxy *px, const struct conf_source *cs, struc
 			 "`ip route add local PREFIX dev lo` (ip -6 for IPv6) and reload",
 			 cs->name, strerror(-rc));
 		if (src)
-			pool_source_suspend(src, UINT64_MAX, now);
+			poolsync_suspend(&m->sync, src, UINT64_MAX, now);
 		return;
 	}
 	log_info("server", "prefix source=%s is routed locally", cs->name);
 	if (!src)
 		return;
 	/* Fixed since a failed check at start or an earlier reload. */
+	poolsync_lock(&m->sync);
 	pool_source_get_info(src, now, &info);
 	if (info.state == POOL_STATE_SUSPENDED && info.reason == POOL_REASON_MANUAL &&
 	    info.suspended_until_ms == UINT64_MAX)
 		pool_source_resume(src, now);
+	poolsync_unlock(&m->sync);
 }
 
 static void on_prefix_probed(uv_work_t *w, int status)
@@ -244,30 +304,30 @@ static void on_prefix_probed(uv_work_t *w, int status)
 	struct prefix_probe *p = container_of(w, struct prefix_probe, work);
 
 	/* A later reload probes its own generation; this answer is stale. */
-	if (status == 0 && p->gen == p->px->gen && !p->px->stopping)
-		prefix_verdict(p->px, &p->gen->conf->sources[p->idx],
+	if (status == 0 && p->gen == p->m->gen && !p->m->stopping)
+		prefix_verdict(p->m, &p->gen->conf->sources[p->idx],
 			       gen_pool_source(p->gen, p->idx), p->rc);
 	proxy_gen_unref(p->gen);
 	free(p);
 }
 
 /* At start nothing is relayed yet, and the first request must not find an
- * unrouted prefix still in rotation: the probes run before the listeners
- * serve, on the loop. */
-static void prefixes_check_at_start(struct proxy *px)
+ * unrouted prefix still in rotation: the probes run before any worker
+ * serves, on the main thread. */
+static void prefixes_check_at_start(struct proxy_main *m)
 {
-	const struct conf *conf = px->gen->conf;
+	const struct conf *conf = m->gen->conf;
 
 	for (size_t i = 0; i < conf->n_sources; i++)
 		if (conf->sources[i].kind == CONF_SOURCE_PREFIX)
-			prefix_verdict(px, &conf->sources[i], gen_pool_source(px->gen, i),
+			prefix_verdict(m, &conf->sources[i], gen_pool_source(m->gen, i),
 				       egress_probe_prefix(&conf->sources[i]));
 }
 
 /* On reload live relays must not wait: the probes run in the threadpool. */
-static void prefixes_check(struct proxy *px)
+static void prefixes_check(struct proxy_main *m)
 {
-	const struct conf *conf = px->gen->conf;
+	const struct conf *conf = m->gen->conf;
 
 	for (size_t i = 0; i < conf->n_sources; i++) {
 		struct prefix_probe *p;
@@ -281,75 +341,183 @@ static void prefixes_check(struct proxy *px)
 				  conf->sources[i].name);
 			continue;
 		}
-		*p = (struct prefix_probe){.px = px, .gen = px->gen, .idx = i};
-		rc = uv_queue_work(px->loop, &p->work, on_prefix_probe, on_prefix_probed);
+		*p = (struct prefix_probe){.m = m, .gen = m->gen, .idx = i};
+		rc = uv_queue_work(m->loop, &p->work, on_prefix_probe, on_prefix_probed);
 		if (rc < 0) {
 			log_error("server", "cannot probe prefix source=%s error=\"%s\"",
 				  conf->sources[i].name, uv_strerror(rc));
 			free(p);
 			continue;
 		}
-		px->gen->refs++;
+		proxy_gen_ref(m->gen);
 	}
 }
 
-static void maybe_finish(struct proxy *px)
+/* A worker takes the process's current generation for its next sessions. */
+static void worker_take_gen(struct proxy *px)
 {
-	if (!px->stopping || px->n_sessions > 0)
+	struct proxy_main *m = px->main;
+	struct proxy_gen *old = px->gen;
+
+	uv_mutex_lock(&m->gen_mu);
+	px->gen = m->gen;
+	proxy_gen_ref(px->gen);
+	uv_mutex_unlock(&m->gen_mu);
+	proxy_gen_unref(old);
+}
+
+void proxy_address_gone(struct proxy_main *m, const struct sockaddr *addr)
+{
+	size_t len =
+	    addr->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+
+	uv_mutex_lock(&m->gone_mu);
+	m->gone_seq++;
+	memset(&m->gone[m->gone_seq % PROXY_GONE_RING].addr, 0, sizeof m->gone[0].addr);
+	memcpy(&m->gone[m->gone_seq % PROXY_GONE_RING].addr, addr, len);
+	m->gone[m->gone_seq % PROXY_GONE_RING].seq = m->gone_seq;
+	uv_mutex_unlock(&m->gone_mu);
+	proxy_tell(m, WORKER_CMD_ADDR_GONE);
+}
+
+/* A worker moves its sessions off the addresses that left since it last
+ * looked. */
+static void worker_addresses_gone(struct proxy *px)
+{
+	struct proxy_main *m = px->main;
+	struct sockaddr_storage addrs[PROXY_GONE_RING];
+	size_t n = 0;
+
+	uv_mutex_lock(&m->gone_mu);
+	for (uint64_t seq = px->gone_seen + 1; seq <= m->gone_seq; seq++)
+		if (m->gone[seq % PROXY_GONE_RING].seq == seq)
+			addrs[n++] = m->gone[seq % PROXY_GONE_RING].addr;
+	px->gone_seen = m->gone_seq;
+	uv_mutex_unlock(&m->gone_mu);
+	for (size_t i = 0; i < n; i++) {
+		size_t moved = attempt_address_gone(px, (const struct sockaddr *)&addrs[i]);
+		char text[64];
+
+		if (!moved)
+			continue;
+		conf_addr_str((const struct sockaddr *)&addrs[i], text, sizeof text);
+		log_info("addrwatch",
+			 "connects from the address moved to other sources address=%s count=%zu",
+			 text, moved);
+	}
+}
+
+static void worker_command(struct proxy *px, unsigned cmds)
+{
+	if (cmds & WORKER_CMD_RELOAD)
+		worker_take_gen(px);
+	if (cmds & WORKER_CMD_ADDR_GONE)
+		worker_addresses_gone(px);
+	if (cmds & WORKER_CMD_LISTENERS)
+		listeners_sync(px);
+	if (cmds & (WORKER_CMD_DRAIN | WORKER_CMD_SHUTDOWN)) {
+		px->stopping = true;
+		listeners_close(px);
+		emfile_watch_stop(px);
+	}
+	/* A second signal or the shutdown timeout: do not wait any longer. */
+	if (cmds & WORKER_CMD_SHUTDOWN)
+		session_close_all(px);
+	if (!px->main->threads)
+		main_maybe_finish(px->main);
+}
+
+/* Close the main loop's own handles once every worker is done: with
+ * threads when the last one has ended (on_workers_done), with one worker on
+ * this loop when its last session has. */
+static void main_maybe_finish(struct proxy_main *m)
+{
+	if (!m->stopping || m->finished)
 		return;
-	uv_close((uv_handle_t *)&px->sig_term, NULL);
-	uv_close((uv_handle_t *)&px->sig_int, NULL);
-	uv_close((uv_handle_t *)&px->sig_hup, NULL);
-	uv_close((uv_handle_t *)&px->sig_usr1, NULL);
-	throttle_stop(px);
-	emfile_watch_stop(px);
-	uv_close((uv_handle_t *)&px->expire_timer, NULL);
-	uv_close((uv_handle_t *)&px->shutdown_timer, NULL);
-	poolwatch_stop(px);
+	if (m->threads ? !m->workers_done : m->px && m->px[0].n_sessions > 0)
+		return;
+	m->finished = true;
+	uv_close((uv_handle_t *)&m->sig_term, NULL);
+	uv_close((uv_handle_t *)&m->sig_int, NULL);
+	uv_close((uv_handle_t *)&m->sig_hup, NULL);
+	uv_close((uv_handle_t *)&m->sig_usr1, NULL);
+	/* Every worker is done: nobody logs through it any more. */
+	if (m->px)
+		throttle_stop(&m->px[0]);
+	uv_close((uv_handle_t *)&m->expire_timer, NULL);
+	uv_close((uv_handle_t *)&m->shutdown_timer, NULL);
+	poolwatch_stop(m);
+}
+
+static void on_workers_done(struct workers *ws, void *ctx)
+{
+	struct proxy_main *m = ctx;
+
+	(void)ws;
+	m->workers_done = true;
+	main_maybe_finish(m);
 }
 
 void proxy_session_gone(struct proxy *px)
 {
-	maybe_finish(px);
+	/* A worker thread's loop ends by itself once drained. */
+	if (px->stopping && !px->main->threads)
+		main_maybe_finish(px->main);
+}
+
+void proxy_stats_sum(struct proxy_main *m, struct proxy_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	for (unsigned i = 0; i < m->n_workers; i++)
+		proxy_stats_add(out, &m->px[i].stats);
+}
+
+static uint64_t sessions_live(struct proxy_main *m)
+{
+	return atomic_load_explicit(&m->n_sessions, memory_order_relaxed);
 }
 
 static void on_shutdown_timer(uv_timer_t *t)
 {
-	struct proxy *px = container_of(t, struct proxy, shutdown_timer);
+	struct proxy_main *m = container_of(t, struct proxy_main, shutdown_timer);
 
-	log_warn("server", "shutdown timeout: closing live connections count=%zu", px->n_sessions);
-	session_close_all(px);
+	log_warn("server", "shutdown timeout: closing live connections count=%llu",
+		 (unsigned long long)sessions_live(m));
+	proxy_tell(m, WORKER_CMD_SHUTDOWN);
 }
 
-static void begin_shutdown(struct proxy *px, int signum)
+static void begin_shutdown(struct proxy_main *m, int signum)
 {
-	if (px->stopping) {
+	uint64_t live = sessions_live(m);
+
+	if (m->stopping) {
 		/* A second signal means: do not wait any longer. */
-		session_close_all(px);
+		proxy_tell(m, WORKER_CMD_SHUTDOWN);
 		return;
 	}
-	px->stopping = true;
+	m->stopping = true;
 	notify_stopping();
-	confwatch_set(&px->confwatch, px->loop, NULL, false, NULL, NULL);
-	log_info("server", "stopping signal=%s live=%zu drain_limit_ms=%llu", strsignal(signum),
-		 px->n_sessions, (unsigned long long)px->gen->conf->server.shutdown_timeout_ms);
-	listeners_close(px);
-	admin_stop(px->admin);
-	px->admin = NULL;
-	health_stop(px->health);
-	px->health = NULL;
-	poolwatch_stop(px);
-	if (px->n_sessions > 0)
-		uv_timer_start(&px->shutdown_timer, on_shutdown_timer,
-			       px->gen->conf->server.shutdown_timeout_ms, 0);
-	maybe_finish(px);
+	confwatch_set(&m->confwatch, m->loop, NULL, false, NULL, NULL);
+	log_info("server", "stopping signal=%s live=%llu drain_limit_ms=%llu", strsignal(signum),
+		 (unsigned long long)live,
+		 (unsigned long long)m->gen->conf->server.shutdown_timeout_ms);
+	admin_stop(m->admin);
+	m->admin = NULL;
+	/* Its pool watcher may run on any worker, under the pool lock. */
+	poolsync_lock(&m->sync);
+	health_stop(m->health);
+	m->health = NULL;
+	poolsync_unlock(&m->sync);
+	poolwatch_stop(m);
+	if (live > 0)
+		uv_timer_start(&m->shutdown_timer, on_shutdown_timer,
+			       m->gen->conf->server.shutdown_timeout_ms, 0);
+	proxy_tell(m, WORKER_CMD_DRAIN);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-	struct proxy *px = s->data;
-
-	begin_shutdown(px, signum);
+	begin_shutdown(s->data, signum);
 }
 
 static void on_sigusr1(uv_signal_t *s, int signum)
@@ -375,17 +543,17 @@ static bool str_same(const char *a, const char *b)
 
 /* Whether a reloaded file leaves alone what only a restart applies: the
  * listeners as they were opened, admin_listen, user and workers. */
-static bool restart_settings_same(const struct proxy *px, const struct conf_server *b)
+static bool restart_settings_same(const struct proxy_main *m, const struct conf_server *b)
 {
-	if (px->n_listeners != b->n_listens || px->boot_admin_enabled != b->admin_enabled ||
-	    (b->admin_enabled && !addr_same(&px->boot_admin_listen, &b->admin_listen)) ||
-	    !str_same(px->boot_user, b->user) || px->boot_workers != b->workers)
+	if (m->n_addrs != b->n_listens || m->boot_admin_enabled != b->admin_enabled ||
+	    (b->admin_enabled && !addr_same(&m->boot_admin_listen, &b->admin_listen)) ||
+	    !str_same(m->boot_user, b->user) || m->boot_workers != b->workers)
 		return false;
 	for (size_t i = 0; i < b->n_listens; i++) {
-		const struct listener *l = &px->listeners[i];
-		if (!addr_same(&l->conf_addr, &b->listens[i].addr) ||
-		    !str_same(l->pool, b->listens[i].pool) ||
-		    l->source_same != b->listens[i].source_same)
+		const struct listen_addr *la = &m->addrs[i];
+		if (!addr_same(&la->conf_addr, &b->listens[i].addr) ||
+		    !str_same(la->pool, b->listens[i].pool) ||
+		    la->source_same != b->listens[i].source_same)
 			return false;
 	}
 	return true;
@@ -395,22 +563,22 @@ static void on_conf_changed(void *arg);
 
 static void on_sighup(uv_signal_t *s, int signum)
 {
-	struct proxy *px = s->data;
+	struct proxy_main *m = s->data;
 	struct conf *conf = NULL;
-	struct proxy_gen *gen = NULL;
+	struct proxy_gen *gen = NULL, *old;
 	char err[CONF_ERR_MAX] = "";
 	int rc;
 
 	(void)signum;
-	if (!px->reload_path) {
+	if (!m->reload_path) {
 		log_warn("server",
 			 "SIGHUP ignored: running on the embedded default, no file to reload");
 		return;
 	}
 	notify_reloading();
-	rc = conf_load_file(px->reload_path, &conf, err, sizeof err);
+	rc = conf_load_file(m->reload_path, &conf, err, sizeof err);
 	if (rc == 0)
-		rc = proxy_gen_new(conf, px->gen, &gen, err, sizeof err);
+		rc = proxy_gen_new(conf, m->gen, NULL, &gen, err, sizeof err);
 	if (rc == 0) {
 		rc = log_configure(&conf->server, err, sizeof err);
 		if (rc < 0)
@@ -419,7 +587,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 	if (rc < 0) {
 		log_error("server", "reload rejected, keeping the running configuration: %s",
 			  err[0] ? err : strerror(-rc));
-		px->stats.reloads_failed++;
+		stat_add(&m->px[0].stats.reloads_failed, 1);
 		notify_ready();
 		return;
 	}
@@ -427,29 +595,35 @@ static void on_sighup(uv_signal_t *s, int signum)
 		log_warn("conf", "%s", conf->warnings[i]);
 	/* Listeners stay as they are: rebinding sockets under live clients is
 	 * not something a reload should do behind the operator's back. */
-	if (!restart_settings_same(px, &conf->server))
+	if (!restart_settings_same(m, &conf->server))
 		log_warn("server", "reload: listen, admin_listen, user and workers changes take "
 				   "effect at the next restart");
-	proxy_gen_unref(px->gen);
-	px->gen = gen;
-	px->stats.reloads_ok++;
-	px->stats.reload_ok_wall_ms = (uint64_t)time(NULL) * 1000;
-	prefixes_check(px);
-	poolwatch_kick(px);
-	health_reload(px->health);
-	confwatch_set(&px->confwatch, px->loop, px->reload_path, conf->server.reload_on_change,
-		      on_conf_changed, px);
-	log_info("server", "reloaded path=%s sources=%zu pools=%zu", px->reload_path,
+	uv_mutex_lock(&m->gen_mu);
+	old = m->gen;
+	m->gen = gen;
+	uv_mutex_unlock(&m->gen_mu);
+	proxy_tell(m, WORKER_CMD_RELOAD);
+	proxy_gen_unref(old);
+	/* Written by the main thread only, in worker 0's counters. */
+	stat_add(&m->px[0].stats.reloads_ok, 1);
+	__atomic_store_n(&m->px[0].stats.reload_ok_wall_ms, (uint64_t)time(NULL) * 1000,
+			 __ATOMIC_RELAXED);
+	prefixes_check(m);
+	poolwatch_kick(m);
+	health_reload(m->health);
+	confwatch_set(&m->confwatch, m->loop, m->reload_path, conf->server.reload_on_change,
+		      on_conf_changed, m);
+	log_info("server", "reloaded path=%s sources=%zu pools=%zu", m->reload_path,
 		 conf->n_sources, conf->n_pools);
 	notify_ready();
 }
 
 static void on_conf_changed(void *arg)
 {
-	struct proxy *px = arg;
+	struct proxy_main *m = arg;
 
-	log_info("server", "configuration file changed path=%s: reloading", px->reload_path);
-	on_sighup(&px->sig_hup, SIGHUP);
+	log_info("server", "configuration file changed path=%s: reloading", m->reload_path);
+	on_sighup(&m->sig_hup, SIGHUP);
 }
 
 static int drop_privileges(const char *user, const char *reload_path)
@@ -477,99 +651,321 @@ static int drop_privileges(const char *user, const char *reload_path)
 	return 0;
 }
 
+/* workers = auto: the CPUs this process may run on (its affinity mask). */
+static unsigned workers_wanted(const struct conf *conf)
+{
+	unsigned n = conf->server.workers ? conf->server.workers : uv_available_parallelism();
+
+	return n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : n;
+}
+
 /* The loop and the process-wide handles. A failure here is fatal: the
  * process exits without unwinding what was set up.
  * @return 0 or a libuv error. */
-static int proxy_handles_init(struct proxy *px)
+static int proxy_handles_init(struct proxy_main *m)
 {
-	int rc = uv_loop_init(&px->loop_storage);
+	int rc = uv_loop_init(&m->loop_storage);
 
 	if (rc < 0)
 		return rc;
-	px->loop = &px->loop_storage;
-	px->sig_term.data = px->sig_int.data = px->sig_hup.data = px->sig_usr1.data = px;
-	if ((rc = uv_timer_init(px->loop, &px->expire_timer)) < 0 ||
-	    (rc = uv_timer_init(px->loop, &px->shutdown_timer)) < 0 ||
-	    (rc = uv_signal_init(px->loop, &px->sig_term)) < 0 ||
-	    (rc = uv_signal_init(px->loop, &px->sig_int)) < 0 ||
-	    (rc = uv_signal_init(px->loop, &px->sig_hup)) < 0 ||
-	    (rc = uv_signal_init(px->loop, &px->sig_usr1)) < 0 ||
-	    (rc = uv_signal_start(&px->sig_term, on_signal, SIGTERM)) < 0 ||
-	    (rc = uv_signal_start(&px->sig_int, on_signal, SIGINT)) < 0 ||
-	    (rc = uv_signal_start(&px->sig_hup, on_sighup, SIGHUP)) < 0 ||
-	    (rc = uv_signal_start(&px->sig_usr1, on_sigusr1, SIGUSR1)) < 0)
+	m->loop = &m->loop_storage;
+	m->sig_term.data = m->sig_int.data = m->sig_hup.data = m->sig_usr1.data = m;
+	if ((rc = uv_timer_init(m->loop, &m->expire_timer)) < 0 ||
+	    (rc = uv_timer_init(m->loop, &m->shutdown_timer)) < 0 ||
+	    (rc = uv_signal_init(m->loop, &m->sig_term)) < 0 ||
+	    (rc = uv_signal_init(m->loop, &m->sig_int)) < 0 ||
+	    (rc = uv_signal_init(m->loop, &m->sig_hup)) < 0 ||
+	    (rc = uv_signal_init(m->loop, &m->sig_usr1)) < 0 ||
+	    (rc = uv_signal_start(&m->sig_term, on_signal, SIGTERM)) < 0 ||
+	    (rc = uv_signal_start(&m->sig_int, on_signal, SIGINT)) < 0 ||
+	    (rc = uv_signal_start(&m->sig_hup, on_sighup, SIGHUP)) < 0 ||
+	    (rc = uv_signal_start(&m->sig_usr1, on_sigusr1, SIGUSR1)) < 0)
 		return rc;
-	uv_unref((uv_handle_t *)&px->shutdown_timer);
-	if (throttle_start(px) < 0)
-		log_warn("main", "out of memory: repeated warnings are not rate-limited");
-	return poolwatch_start(px);
+	uv_unref((uv_handle_t *)&m->shutdown_timer);
+	return poolwatch_start(m);
 }
 
-/* Listeners, admin, privileges: what a restart (not a reload) changes.
+/* Every worker's socket for every listening address, made here before any
+ * worker runs: the first binds the configured address (port 0 picks one),
+ * the others join it with SO_REUSEPORT. fds[w * n_addrs + i].
  * @return 0 or a negative error, logged. */
-static int proxy_open(struct proxy *px, const struct conf *conf)
+static int addrs_open(struct proxy_main *m, const struct conf *conf, int *fds)
 {
-	int rc;
+	uint64_t keepalive_ms = conf->server.tcp_keepalive_ms;
+	struct lsock_opts opts = listen_opts(m, keepalive_ms);
 
-	px->boot_admin_enabled = conf->server.admin_enabled;
-	px->boot_admin_listen = conf->server.admin_listen;
-	px->boot_workers = conf->server.workers;
-	if (conf->server.user && !(px->boot_user = strdup(conf->server.user)))
-		log_error("main", "out of memory");
-	px->n_listeners = conf->server.n_listens;
-	px->listeners = calloc(px->n_listeners, sizeof *px->listeners);
-	rc = px->listeners ? 0 : -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < px->n_listeners; i++) {
+	for (size_t i = 0; i < m->n_addrs; i++) {
 		const struct conf_listen *cl = &conf->server.listens[i];
-		rc = listener_open(px, &px->listeners[i], cl);
+		struct listen_addr *la = &m->addrs[i];
+		socklen_t len = sizeof la->bound;
+		char want[64];
+		int fd = -1;
+
+		la->source_same = cl->source_same;
+		la->line = cl->line;
+		la->conf_addr = cl->addr;
+		if (cl->pool && !(la->pool = strdup(cl->pool)))
+			return -ENOMEM;
+		for (unsigned w = 0; w < m->n_workers; w++) {
+			const struct sockaddr_storage *at = w ? &la->bound : &cl->addr;
+			fd = fds[w * m->n_addrs + i] =
+			    lsock_open((const struct sockaddr *)at, &opts);
+			if (fd < 0)
+				break;
+			if (w == 0 && getsockname(fd, (struct sockaddr *)&la->bound, &len) < 0) {
+				fd = -errno;
+				break;
+			}
+		}
+		if (fd >= 0) {
+			conf_addr_str((const struct sockaddr *)&la->bound, la->bound_str,
+				      sizeof la->bound_str);
+			log_info("server", "listening addr=%s pool=%s%s", la->bound_str,
+				 addr_pool(m->gen, la), la->source_same ? " source=same" : "");
+			continue;
+		}
 		/* The embedded default also offers [::1]; a host or container
 		 * without IPv6 should still get a working proxy on 127.0.0.1. */
-		if (rc < 0 && strcmp(conf->path, "<default>") == 0 &&
-		    cl->addr.ss_family == AF_INET6 &&
-		    (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT)) {
+		if (strcmp(conf->path, "<default>") == 0 && cl->addr.ss_family == AF_INET6 &&
+		    (fd == -EADDRNOTAVAIL || fd == -EAFNOSUPPORT)) {
 			log_warn("server", "no IPv6 loopback here: serving IPv4 only");
-			rc = 0;
+			la->absent = true;
+			continue;
 		}
+		conf_addr_str((const struct sockaddr *)&cl->addr, want, sizeof want);
+		log_error("server", "cannot listen addr=%s line=%u error=\"%s\"", want, cl->line,
+			  uv_strerror(fd));
+		return fd;
 	}
-	if (rc == 0 && conf->server.admin_enabled)
-		rc = admin_start(px, (const struct sockaddr *)&conf->server.admin_listen,
-				 &px->admin);
-	if (rc == 0 && conf->server.user)
-		rc = drop_privileges(conf->server.user, px->reload_path);
+	return 0;
+}
+
+/* Worker px starts serving its row of sockets. @return 0 or a libuv error:
+ * then what it opened is closing. */
+static int worker_listen(struct proxy *px, int *fds)
+{
+	uint64_t keepalive_ms = px->gen->conf->server.tcp_keepalive_ms;
+	int rc = 0;
+
+	for (size_t i = 0; i < px->n_listeners; i++) {
+		struct listener *l = &px->listeners[i];
+		int fd = fds[i];
+
+		fds[i] = -1;
+		if (fd < 0 || rc < 0) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		rc = listener_start(px, l, fd, keepalive_ms, false);
+		if (rc < 0)
+			log_error("server", "cannot listen addr=%s line=%u error=\"%s\"",
+				  l->bound_str, l->la->line, uv_strerror(rc));
+	}
+	/* After the listeners: libuv has its spare descriptor by now. */
+	if (rc == 0)
+		emfile_watch_start(px);
+	if (rc < 0) {
+		px->stopping = true; /* no reopening from the close callbacks */
+		listeners_close(px);
+	}
 	return rc;
 }
 
-/* The password-check queue and the failure throttle live as long as the
- * process: a reload keeps checks in flight and failures remembered. */
-static int auth_guard_init(struct proxy *px)
+static int on_worker_start(struct worker *w, void *ctx)
 {
-	const struct authq_limits lim = {AUTHQ_RUNNING, AUTHQ_PER_CLIENT, AUTHQ_TOTAL};
+	struct proxy_main *m = ctx;
+	struct proxy *px = &m->px[worker_index(w)];
+
+	px->loop = worker_loop(w);
+	return worker_listen(px, &m->fds[worker_index(w) * m->n_addrs]);
+}
+
+static void on_worker_command(struct worker *w, unsigned cmds, void *ctx)
+{
+	struct proxy_main *m = ctx;
+
+	worker_command(&m->px[worker_index(w)], cmds);
+}
+
+static const struct workers_ops worker_ops = {
+    .start = on_worker_start,
+    .command = on_worker_command,
+    .done = on_workers_done,
+};
+
+/* A worker's password-check queue: it lives as long as the worker, so a
+ * reload keeps checks in flight. The process's caps are shared out over
+ * the workers (at least one each): crypt() runs in libuv's threadpool, one
+ * for the whole process, which DNS lookups need too. @return 0 or -ENOMEM. */
+static int auth_queue_new(struct proxy *px)
+{
+	unsigned n = px->main->n_workers;
+	unsigned running = AUTHQ_RUNNING / n ? AUTHQ_RUNNING / n : 1;
+	unsigned per_client = AUTHQ_PER_CLIENT / n ? AUTHQ_PER_CLIENT / n : 1;
+	unsigned total = AUTHQ_TOTAL / n;
+	struct authq_limits lim = {running, per_client, total};
+
+	if (lim.total < lim.running)
+		lim.total = lim.running;
+	if (lim.total < lim.per_client)
+		lim.total = lim.per_client;
+	return authq_new(&lim, &px->authq);
+}
+
+/* The failure throttle is the process's: a client gains nothing by
+ * spreading its tries over the workers. @return 0 or -ENOMEM. */
+static int auth_throttle_new(struct proxy_main *m)
+{
 	uint64_t seed = uv_hrtime();
-	int rc = authq_new(&lim, &px->authq);
 
 	/* A throttle slot nobody can aim at; the clock will do without. */
 	if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
 		seed ^= (uint64_t)getpid() << 32;
-
-	return rc < 0 ? rc : authq_throttle_new(4096, seed, &px->auth_throttle);
+	return authq_throttle_new(4096, seed, &m->auth_throttle);
 }
 
-static void proxy_free(struct proxy *px)
+/* Per-worker state, before any worker runs. @return 0 or -ENOMEM. */
+static int workers_init(struct proxy_main *m)
 {
-	proxy_gen_unref(px->gen);
-	authq_free(px->authq);
-	authq_throttle_free(px->auth_throttle);
-	for (size_t i = 0; i < px->n_listeners; i++)
-		free(px->listeners[i].pool);
-	free(px->listeners);
-	free(px->boot_user);
-	free(px->clients);
-	free(px);
+	m->px = calloc(m->n_workers, sizeof *m->px);
+	if (!m->px)
+		return -ENOMEM;
+	for (unsigned i = 0; i < m->n_workers; i++) {
+		struct proxy *px = &m->px[i];
+
+		px->main = m;
+		px->index = i;
+		px->loop = m->loop;
+		/* Ids i+1, i+1+n, ...: unique across workers, 1, 2, 3 with one. */
+		px->next_session_id = (uint64_t)i + 1 - m->n_workers;
+		px->gen = m->gen;
+		proxy_gen_ref(px->gen);
+		if (auth_queue_new(px) < 0)
+			return -ENOMEM;
+		px->n_listeners = m->n_addrs;
+		px->listeners = calloc(m->n_addrs ? m->n_addrs : 1, sizeof *px->listeners);
+		if (!px->listeners)
+			return -ENOMEM;
+		for (size_t j = 0; j < m->n_addrs; j++) {
+			struct listener *l = &px->listeners[j];
+			l->px = px;
+			l->la = &m->addrs[j];
+			l->pool = m->addrs[j].pool;
+			l->source_same = m->addrs[j].source_same;
+			l->bound_str = m->addrs[j].bound_str;
+		}
+	}
+	return 0;
+}
+
+/* Listeners, admin, privileges, workers: what a restart (not a reload)
+ * changes. @return 0 or a negative error, logged. */
+static int proxy_open(struct proxy_main *m, const struct conf *conf)
+{
+	size_t n_fds;
+	int rc;
+
+	m->boot_admin_enabled = conf->server.admin_enabled;
+	m->boot_admin_listen = conf->server.admin_listen;
+	m->boot_workers = conf->server.workers;
+	if (conf->server.user && !(m->boot_user = strdup(conf->server.user)))
+		log_error("main", "out of memory");
+	m->n_addrs = conf->server.n_listens;
+	m->addrs = calloc(m->n_addrs ? m->n_addrs : 1, sizeof *m->addrs);
+	n_fds = (size_t)m->n_workers * m->n_addrs;
+	m->fds = malloc((n_fds ? n_fds : 1) * sizeof *m->fds);
+	if (!m->addrs || !m->fds) {
+		log_error("main", "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n_fds; i++)
+		m->fds[i] = -1;
+	rc = addrs_open(m, conf, m->fds);
+	if (rc == 0 && (rc = workers_init(m)) < 0)
+		log_error("main", "out of memory");
+	/* One WARN throttle for the process, on the main loop (px[0] is still
+	 * on it here), shared by every worker. */
+	if (rc == 0 && throttle_start(&m->px[0]) < 0)
+		log_warn("main", "out of memory: repeated warnings are not rate-limited");
+	for (unsigned i = 1; rc == 0 && i < m->n_workers; i++)
+		m->px[i].throttle = m->px[0].throttle;
+	if (rc == 0 && conf->server.admin_enabled)
+		rc = admin_start(m, (const struct sockaddr *)&conf->server.admin_listen, &m->admin);
+	/* The workers' destination policy reads it: fixed before they start. */
+	if (rc == 0 && m->admin && admin_bound(m->admin, &m->admin_bound) == 0)
+		m->has_admin_bound = true;
+	/* Before any worker thread exists: setuid() then concerns one thread. */
+	if (rc == 0 && conf->server.user)
+		rc = drop_privileges(conf->server.user, m->reload_path);
+	/* Before any worker serves: the prefix route probes (blocking, at most
+	 * a second each) and the address watch with the start-up check, whose
+	 * pool watcher must be registered before other threads use the pools. */
+	if (rc == 0) {
+		prefixes_check_at_start(m);
+		if (health_start(m, &m->health) < 0)
+			log_error("main", "out of memory: no address watch and no upstream checks");
+	}
+	if (rc == 0 && m->n_workers == 1)
+		rc = worker_listen(&m->px[0], m->fds);
+	else if (rc == 0 &&
+		 (rc = workers_start(m->loop, m->n_workers, &worker_ops, m, &m->threads)) < 0)
+		log_error("main", "cannot start workers=%u error=\"%s\"", m->n_workers,
+			  uv_strerror(rc));
+	for (size_t i = 0; i < n_fds; i++)
+		if (m->fds[i] >= 0)
+			close(m->fds[i]);
+	free(m->fds);
+	m->fds = NULL;
+	return rc;
+}
+
+static void proxy_free(struct proxy_main *m)
+{
+	for (unsigned i = 0; m->px && i < m->n_workers; i++) {
+		proxy_gen_unref(m->px[i].gen);
+		authq_free(m->px[i].authq);
+		free(m->px[i].listeners);
+	}
+	authq_throttle_free(m->auth_throttle);
+	free(m->px);
+	proxy_gen_unref(m->gen);
+	for (size_t i = 0; m->addrs && i < m->n_addrs; i++)
+		free(m->addrs[i].pool);
+	free(m->addrs);
+	free(m->boot_user);
+	clients_destroy(&m->clients);
+	poolsync_destroy(&m->sync);
+	uv_mutex_destroy(&m->listen_mu);
+	uv_mutex_destroy(&m->auth_mu);
+	uv_mutex_destroy(&m->gone_mu);
+	uv_mutex_destroy(&m->gen_mu);
+	free(m);
+}
+
+/* Locks and tables shared by the workers. @return 0 or a negative error. */
+static int proxy_shared_init(struct proxy_main *m)
+{
+	int rc;
+
+	if ((rc = uv_mutex_init(&m->gen_mu)) < 0)
+		return rc;
+	if ((rc = uv_mutex_init(&m->listen_mu)) < 0)
+		return rc;
+	if ((rc = uv_mutex_init(&m->auth_mu)) < 0)
+		return rc;
+	if ((rc = uv_mutex_init(&m->gone_mu)) < 0)
+		return rc;
+	if ((rc = auth_throttle_new(m)) < 0)
+		return rc;
+	if ((rc = poolsync_init(&m->sync, m->n_workers > 1)) < 0)
+		return rc;
+	return clients_init(&m->clients, m->n_workers > 1);
 }
 
 int proxy_run(struct conf *conf, const char *conf_path)
 {
-	struct proxy *px;
+	struct proxy_main *m;
 	char err[CONF_ERR_MAX] = "";
 	int rc;
 
@@ -583,63 +979,69 @@ int proxy_run(struct conf *conf, const char *conf_path)
 		log_warn("conf", "%s", conf->warnings[i]);
 	signal(SIGPIPE, SIG_IGN);
 
-	px = calloc(1, sizeof *px);
-	if (!px) {
+	m = calloc(1, sizeof *m);
+	if (!m) {
 		conf_free(conf);
 		return 1;
 	}
-	px->started_wall_ms = (uint64_t)time(NULL) * 1000;
-	px->reload_path = conf_path;
-	rc = proxy_gen_new(conf, NULL, &px->gen, err, sizeof err);
+	m->started_wall_ms = (uint64_t)time(NULL) * 1000;
+	m->reload_path = conf_path;
+	m->n_workers = workers_wanted(conf);
+	atomic_init(&m->n_sessions, 0);
+	if ((rc = proxy_shared_init(m)) < 0) {
+		log_error("main", "cannot set up locks error=\"%s\"", strerror(-rc));
+		conf_free(conf);
+		return 1;
+	}
+	rc = proxy_gen_new(conf, NULL, &m->sync, &m->gen, err, sizeof err);
 	if (rc < 0) {
 		log_error("main", "configuration rejected: %s", err);
-		free(px);
+		free(m);
 		return 1;
 	}
-	rc = auth_guard_init(px);
-	if (rc < 0) {
-		log_error("main", "out of memory");
-		proxy_free(px);
-		return 1;
-	}
-	rc = proxy_handles_init(px);
+	rc = proxy_handles_init(m);
 	if (rc < 0) {
 		log_error("main", "cannot set up the event loop error=\"%s\"", uv_strerror(rc));
 		return 1;
 	}
-	if (proxy_open(px, conf) < 0) {
-		px->exit_code = 1;
-		px->stopping = true;
-		listeners_close(px);
-		admin_stop(px->admin);
-		px->admin = NULL;
-		maybe_finish(px);
+	if (proxy_open(m, conf) < 0) {
+		m->exit_code = 1;
+		m->stopping = true;
+		if (!m->threads && m->px) {
+			m->px[0].stopping = true;
+			listeners_close(&m->px[0]);
+		}
+		admin_stop(m->admin);
+		m->admin = NULL;
+		health_stop(m->health);
+		m->health = NULL;
+		main_maybe_finish(m);
 	} else {
-		prefixes_check_at_start(px);
-		if (health_start(px, &px->health) < 0)
-			log_error("main", "out of memory: no address watch and no upstream checks");
-		/* After the listeners: libuv has its spare descriptor by now. */
-		emfile_watch_start(px);
-		confwatch_set(&px->confwatch, px->loop, px->reload_path,
-			      conf->server.reload_on_change, on_conf_changed, px);
-		if (conf->server.workers > 1)
-			log_info("main",
-				 "workers=%u: this version serves every connection from one "
-				 "event loop",
-				 conf->server.workers);
-		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu", (int)getpid(),
-			 px->n_listeners, conf->n_sources, conf->n_pools);
+		confwatch_set(&m->confwatch, m->loop, m->reload_path, conf->server.reload_on_change,
+			      on_conf_changed, m);
+		log_info("main", "ready pid=%d listeners=%zu sources=%zu pools=%zu workers=%u",
+			 (int)getpid(), m->n_addrs, conf->n_sources, conf->n_pools, m->n_workers);
 		notify_ready();
 	}
 
-	uv_run(px->loop, UV_RUN_DEFAULT);
+	uv_run(m->loop, UV_RUN_DEFAULT);
 
-	rc = px->exit_code;
-	if (uv_loop_close(px->loop) != 0) {
+	rc = m->exit_code;
+	if (m->threads) {
+		for (unsigned i = 0; i < m->n_workers; i++)
+			if (worker_loop_status(workers_at(m->threads, i)) != 0) {
+				log_error("main",
+					  "worker=%u: event loop still had open handles at exit",
+					  i);
+				rc = rc ? rc : 1;
+			}
+		workers_free(m->threads);
+	}
+	if (uv_loop_close(m->loop) != 0) {
 		log_error("main", "event loop still had open handles at exit");
 		rc = rc ? rc : 1;
 	}
-	proxy_free(px);
+	proxy_free(m);
 	if (rc == 0)
 		log_info("main", "stopped");
 	return rc;
@@ -654,9 +1056,42 @@ void proxy_hist_observe(struct proxy_hist *h, double ms)
 
 	while (i < PROXY_HIST_BUCKETS && ms > proxy_hist_bounds_ms[i])
 		i++;
-	h->buckets[i]++;
-	h->count++;
-	h->sum_ms += ms;
+	stat_add(&h->buckets[i], 1);
+	stat_add(&h->count, 1);
+	stat_add_double(&h->sum_ms, ms);
+}
+
+static void hist_add(struct proxy_hist *sum, const struct proxy_hist *one)
+{
+	for (size_t i = 0; i <= PROXY_HIST_BUCKETS; i++)
+		sum->buckets[i] += stat_get(&one->buckets[i]);
+	sum->count += stat_get(&one->count);
+	sum->sum_ms += stat_get_double(&one->sum_ms);
+}
+
+void proxy_stats_add(struct proxy_stats *sum, const struct proxy_stats *one)
+{
+	sum->accepted += stat_get(&one->accepted);
+	sum->active += stat_get(&one->active);
+	sum->relaying += stat_get(&one->relaying);
+	for (size_t r = 0; r < PROXY_RESULT_COUNT; r++)
+		sum->total[r] += stat_get(&one->total[r]);
+	sum->bytes_up += stat_get(&one->bytes_up);
+	sum->bytes_down += stat_get(&one->bytes_down);
+	hist_add(&sum->handshake, &one->handshake);
+	hist_add(&sum->connect, &one->connect);
+	sum->stalled += stat_get(&one->stalled);
+	for (size_t r = 0; r < PROXY_REFUSED_COUNT; r++)
+		sum->refused[r] += stat_get(&one->refused[r]);
+	sum->accept_errors += stat_get(&one->accept_errors);
+	sum->accept_emfile += stat_get(&one->accept_emfile);
+	sum->dest_denied += stat_get(&one->dest_denied);
+	sum->auth_delayed += stat_get(&one->auth_delayed);
+	sum->auth_queue_full += stat_get(&one->auth_queue_full);
+	sum->reloads_ok += stat_get(&one->reloads_ok);
+	sum->reloads_failed += stat_get(&one->reloads_failed);
+	if (stat_get(&one->reload_ok_wall_ms) > sum->reload_ok_wall_ms)
+		sum->reload_ok_wall_ms = stat_get(&one->reload_ok_wall_ms);
 }
 
 const char *proxy_result_name(enum proxy_result r)

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "session.h"
 #include "throttle.h"
+#include "stat.h"
 
 uint64_t session_now(const struct session *s)
 {
@@ -31,12 +32,13 @@ void session_unref(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	px->n_sessions--;
-	px->stats.active--;
-	px->stats.total[s->result]++;
+	atomic_fetch_sub_explicit(&px->main->n_sessions, 1, memory_order_relaxed);
+	stat_sub(&px->stats.active, 1);
+	stat_add(&px->stats.total[s->result], 1);
 	if (s->client_counted)
 		proxy_client_remove(px, (struct sockaddr *)&s->peer);
 	if (s->acquired)
-		pool_source_release(s->src);
+		poolsync_release(s->gen->sync, s->src);
 	proxy_gen_unref(s->gen);
 	if (s->h) {
 		explicit_bzero(s->h->pass, sizeof s->h->pass);
@@ -81,7 +83,7 @@ void session_close(struct session *s, bool reset)
 		return;
 	access_log(s, was == S_RELAY ? "done" : proxy_result_name(s->result));
 	if (was == S_RELAY)
-		s->px->stats.relaying--;
+		stat_sub(&s->px->stats.relaying, 1);
 	s->state = S_CLOSING;
 	uv_timer_stop(&s->timer);
 	if (!uv_is_closing((uv_handle_t *)&s->timer))
@@ -226,8 +228,8 @@ static struct session *session_new(struct listener *l)
 	s->h->s = s;
 	s->px = px;
 	s->gen = px->gen;
-	s->gen->refs++;
-	s->id = ++px->next_session_id;
+	proxy_gen_ref(s->gen);
+	s->id = px->next_session_id += px->main->n_workers;
 	s->pinned = -1;
 	s->user = -1;
 	s->l = l;
@@ -239,7 +241,9 @@ static struct session *session_new(struct listener *l)
 		s->next->prev = s;
 	px->sessions = s;
 	px->n_sessions++;
-	px->stats.active++;
+	atomic_fetch_add_explicit(&px->main->n_sessions, 1, memory_order_relaxed);
+	stat_add(&px->stats.active, 1);
+	stat_add(&px->stats.accepted, 1);
 	return s;
 }
 
@@ -266,16 +270,22 @@ static int session_admit(struct session *s)
 		proxy_refused(px, PROXY_REFUSED_ALLOW, s->peer_str, 0);
 		return -EPERM;
 	}
-	if (srv->max_connections && px->n_sessions > srv->max_connections) {
+	/* Counted across workers: the session is in the count already. */
+	if (srv->max_connections &&
+	    atomic_load_explicit(&px->main->n_sessions, memory_order_relaxed) >
+		srv->max_connections) {
 		proxy_refused(px, PROXY_REFUSED_MAX_CONNECTIONS, s->peer_str, srv->max_connections);
 		return -EBUSY;
 	}
-	if (proxy_client_add(px, (struct sockaddr *)&s->peer) < 0) {
-		proxy_refused(px, PROXY_REFUSED_PER_CLIENT, s->peer_str,
-			      srv->max_connections_per_client);
-		return -EBUSY;
+	/* Off (0, the default: an MTA is one client) costs no lock. */
+	if (srv->max_connections_per_client) {
+		if (proxy_client_add(px, (struct sockaddr *)&s->peer) < 0) {
+			proxy_refused(px, PROXY_REFUSED_PER_CLIENT, s->peer_str,
+				      srv->max_connections_per_client);
+			return -EBUSY;
+		}
+		s->client_counted = true;
 	}
-	s->client_counted = true;
 	s->result = PROXY_RESULT_HANDSHAKE;
 	return 0;
 }

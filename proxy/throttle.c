@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "stat.h"
 
 /* Keys (pools) tracked apart per kind; more share the last slot. */
 #define KEYS_PER_KIND 8
@@ -23,33 +24,52 @@ struct slot {
 	bool used;
 };
 
+/* One per process, shared by the workers: its timer and `wake` live on the
+ * loop it was started on (the main loop); `mu` guards the slots, and a
+ * worker asks that loop to re-arm the timer through `wake`. */
 struct throttle {
-	struct proxy *px;
+	uv_loop_t *loop;
 	uv_timer_t timer;
-	uint64_t timer_at; /* when the timer fires, UINT64_MAX when idle */
+	uv_async_t wake;
+	unsigned handles; /* open of timer and wake */
+	uv_mutex_t mu;
+	uint64_t timer_at; /* when the timer fires, UINT64_MAX when idle (loop thread) */
 	struct slot slots[THROTTLE_COUNT][KEYS_PER_KIND];
 };
 
 static void on_timer(uv_timer_t *t);
+static void on_wake(uv_async_t *a);
+static void on_closed(uv_handle_t *h);
 
 int throttle_start(struct proxy *px)
 {
 	struct throttle *th = calloc(1, sizeof *th);
 	int rc;
 
-	if (!th)
+	if (!th || uv_mutex_init(&th->mu) < 0) {
+		free(th);
 		return -ENOMEM;
-	th->px = px;
+	}
+	th->loop = px->loop;
 	th->timer_at = UINT64_MAX;
 	for (size_t k = 0; k < THROTTLE_COUNT; k++)
 		for (size_t i = 0; i < KEYS_PER_KIND; i++)
 			log_limit_init(&th->slots[k][i].lim, LOG_LIMIT_INTERVAL_MS);
-	if ((rc = uv_timer_init(px->loop, &th->timer)) < 0) {
+	if ((rc = uv_timer_init(th->loop, &th->timer)) < 0) {
+		uv_mutex_destroy(&th->mu);
 		free(th);
 		return rc;
 	}
+	th->timer.data = th->wake.data = th;
+	th->handles = 1;
+	if ((rc = uv_async_init(th->loop, &th->wake, on_wake)) < 0) {
+		uv_close((uv_handle_t *)&th->timer, on_closed); /* frees th */
+		return rc;
+	}
+	th->handles = 2;
 	/* A pending summary line must not keep a stopping proxy alive. */
 	uv_unref((uv_handle_t *)&th->timer);
+	uv_unref((uv_handle_t *)&th->wake);
 	px->throttle = th;
 	return 0;
 }
@@ -66,7 +86,7 @@ static void summary(struct slot *s, uint64_t n)
 			(unsigned long long)n, s->label);
 }
 
-/* Re-arm the timer for the earliest due summary. */
+/* Re-arm the timer for the earliest due summary. Loop thread, under mu. */
 static void arm(struct throttle *th, uint64_t now)
 {
 	uint64_t due = UINT64_MAX;
@@ -101,16 +121,32 @@ static void flush_all(struct throttle *th, uint64_t now)
 static void on_timer(uv_timer_t *t)
 {
 	struct throttle *th = container_of(t, struct throttle, timer);
-	uint64_t now = uv_now(th->px->loop);
+	uint64_t now = uv_now(th->loop);
 
+	uv_mutex_lock(&th->mu);
 	th->timer_at = UINT64_MAX;
 	flush_all(th, now);
 	arm(th, now);
+	uv_mutex_unlock(&th->mu);
+}
+
+static void on_wake(uv_async_t *a)
+{
+	struct throttle *th = container_of(a, struct throttle, wake);
+
+	uv_mutex_lock(&th->mu);
+	arm(th, uv_now(th->loop));
+	uv_mutex_unlock(&th->mu);
 }
 
 static void on_closed(uv_handle_t *h)
 {
-	free(container_of((uv_timer_t *)h, struct throttle, timer));
+	struct throttle *th = h->data;
+
+	if (--th->handles > 0)
+		return;
+	uv_mutex_destroy(&th->mu);
+	free(th);
 }
 
 void throttle_stop(struct proxy *px)
@@ -121,13 +157,16 @@ void throttle_stop(struct proxy *px)
 		return;
 	px->throttle = NULL;
 	/* Whatever is still counted is reported now, due or not. */
+	uv_mutex_lock(&th->mu);
 	for (size_t k = 0; k < THROTTLE_COUNT; k++)
 		for (size_t i = 0; i < KEYS_PER_KIND; i++) {
 			struct slot *s = &th->slots[k][i];
 			if (s->lim.suppressed)
 				summary(s, s->lim.suppressed);
 		}
+	uv_mutex_unlock(&th->mu);
 	uv_close((uv_handle_t *)&th->timer, on_closed);
+	uv_close((uv_handle_t *)&th->wake, on_closed);
 }
 
 /* The slot for (kind, key): the key's own, a free or quiet one (nothing
@@ -164,17 +203,22 @@ void throttle_log(struct proxy *px, enum throttle_kind kind, const char *key, en
 	if (!log_enabled(level))
 		return;
 	if (th && kind < THROTTLE_COUNT) {
+		/* Any worker's loop: they all count from the same clock. */
 		now = uv_now(px->loop);
+		uv_mutex_lock(&th->mu);
 		s = slot_for(th, kind, key, now);
 		if (!log_limit_hit(&s->lim, now, &flushed)) {
 			if (flushed)
 				summary(s, flushed);
-			arm(th, now);
+			uv_mutex_unlock(&th->mu);
+			/* The timer is the main loop's: it re-arms itself there. */
+			uv_async_send(&th->wake);
 			return;
 		}
 		snprintf(s->label, sizeof s->label, "%s", label);
 		snprintf(s->component, sizeof s->component, "%s", component);
 		s->level = level;
+		uv_mutex_unlock(&th->mu);
 	}
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
@@ -188,7 +232,7 @@ void proxy_refused(struct proxy *px, enum proxy_refusal why, const char *peer, u
 
 	if (why >= PROXY_REFUSED_COUNT)
 		return;
-	px->stats.refused[why]++;
+	stat_add(&px->stats.refused[why], 1);
 	switch (why) {
 	case PROXY_REFUSED_ALLOW:
 		throttle_log(px, THROTTLE_REFUSED_ALLOW, NULL, LOG_INFO, "server",
@@ -216,9 +260,9 @@ void proxy_accept_failed(struct proxy *px, const char *addr, int uv_err)
 {
 	bool emfile = uv_err == UV_EMFILE || uv_err == UV_ENFILE;
 
-	px->stats.accept_errors++;
+	stat_add(&px->stats.accept_errors, 1);
 	if (emfile)
-		px->stats.accept_emfile++;
+		stat_add(&px->stats.accept_emfile, 1);
 	if (emfile && !addr)
 		throttle_log(
 		    px, THROTTLE_ACCEPT_ERROR, NULL, LOG_WARN, "server", "accept failed",

@@ -5,7 +5,10 @@
  * times a second. Each kind (and for pool lines each pool) has a
  * `struct log_limit` (ratelimit.h): the first line is logged, then at most
  * one `suppressed N similar` line per LOG_LIMIT_INTERVAL_MS. A timer writes
- * that line when a flood ends, so no count is lost. Loop thread only.
+ * that line when a flood ends, so no count is lost. One throttle serves the
+ * whole process: throttle_start() and throttle_stop() on the main loop,
+ * throttle_log() from any worker's thread (a lock guards the counts, and the
+ * timer is re-armed on the main loop).
  */
 #ifndef SOCKPOOL_THROTTLE_H
 #define SOCKPOOL_THROTTLE_H

@@ -18,7 +18,7 @@ enum probe_state {
 
 /* One upstream health check: one source of one generation. */
 struct probe {
-	struct proxy *px; /* NULL once retired: then it only closes and frees */
+	struct proxy_main *px; /* NULL once retired: then it only closes and frees */
 	struct probe *next;
 	size_t idx; /* conf source index in px->gen */
 	char *name;
@@ -40,7 +40,7 @@ struct upchecks {
 };
 
 /* The pool source of conf source `conf_index` in the current generation. */
-static struct pool_source *source_at(const struct proxy *px, size_t conf_index)
+static struct pool_source *source_at(const struct proxy_main *px, size_t conf_index)
 {
 	return gen_pool_source(px->gen, conf_index);
 }
@@ -79,7 +79,7 @@ static void on_tcp_closed(uv_handle_t *handle)
  * is armed once it is closed. */
 static void probe_done(struct probe *p, bool ok, int err, const char *why)
 {
-	struct proxy *px = p->px;
+	struct proxy_main *px = p->px;
 	struct pool_source *src = source_at(px, p->idx);
 	uint64_t now = uv_now(px->loop);
 
@@ -91,9 +91,12 @@ static void probe_done(struct probe *p, bool ok, int err, const char *why)
 		else
 			log_debug("health", "upstream check passed source=%s proxy=%s", p->name,
 				  p->server_str);
-		if (src)
+		if (src) {
+			poolsync_lock(&px->sync);
 			pool_report_check_ok(
 			    src, px->gen->conf->sources[p->idx].resume_when_healthy, now);
+			poolsync_unlock(&px->sync);
+		}
 	} else {
 		const char *text = err ? uv_strerror(err) : "protocol error";
 		if (!p->failing)
@@ -105,8 +108,8 @@ static void probe_done(struct probe *p, bool ok, int err, const char *why)
 				  "upstream check failed source=%s proxy=%s error=\"%s: %s\"",
 				  p->name, p->server_str, why, text);
 		if (src)
-			pool_report_failure(src, POOL_FAILURE_PROXY_UNHEALTHY, err ? err : -EPROTO,
-					    now);
+			poolsync_report_failure(&px->sync, src, POOL_FAILURE_PROXY_UNHEALTHY,
+						err ? err : -EPROTO, now, NULL);
 	}
 	p->failing = !ok;
 	p->state = P_CLOSING;
@@ -173,7 +176,7 @@ static void on_probe_timer(uv_timer_t *t)
 		probe_done(p, false, rc, "cannot connect to the proxy");
 }
 
-static int probe_new(struct proxy *px, size_t idx, struct probe **out)
+static int probe_new(struct proxy_main *px, size_t idx, struct probe **out)
 {
 	const struct conf *conf = px->gen->conf;
 	const struct conf_source *cs = &conf->sources[idx];
@@ -237,7 +240,7 @@ void upcheck_stop(struct upchecks *u)
 	free(u);
 }
 
-int upcheck_start(struct proxy *px, struct upchecks **out)
+int upcheck_start(struct proxy_main *px, struct upchecks **out)
 {
 	const struct conf *conf;
 	struct upchecks *u;

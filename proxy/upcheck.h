@@ -28,7 +28,7 @@ struct upchecks;
 /* Start the checks of every upstream source of px->gen that has
  * health_check set (none is fine: an empty set). `px` must outlive the set.
  * @return 0 and *out, -EINVAL, -ENOMEM. */
-int upcheck_start(struct proxy *px, struct upchecks **out);
+int upcheck_start(struct proxy_main *px, struct upchecks **out);
 
 /* Stop every check now: no report reaches the pools afterwards. A check in
  * flight is abandoned; its handles close and free themselves, so the loop

@@ -6,6 +6,10 @@
 #   scripts/test.sh [meson test args...]   e.g. scripts/test.sh unit.pool
 #   SOCKPOOL_TEST_BUILD=dir   sanitized build directory (default build-test)
 #   SOCKPOOL_FUZZ=0           skip the short fuzz runs
+#   SOCKPOOL_TSAN=0           skip the ThreadSanitizer build (suite `tsan`:
+#                             the thread modules' unit tests and integration
+#                             files with workers = 2); SOCKPOOL_TSAN=1 runs it
+#                             with the given meson test args too
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/deps.sh"
@@ -43,6 +47,32 @@ if [ $# -eq 0 ]; then
 	if [ -n "$unformatted" ]; then
 		echo "test.sh: clang-format would change these files (counted as one failed test;" \
 			"fix with clang-format -i):" $unformatted >&2
+		extra_failed=$((extra_failed + 1))
+		rc=1
+	fi
+fi
+
+# ThreadSanitizer cannot share a build with ASan: a clang build of its own
+# runs what several threads use at once.
+tsan=${SOCKPOOL_TSAN:-}
+[ -z "$tsan" ] && { [ $# -eq 0 ] && tsan=1 || tsan=0; }
+if [ "$tsan" != 0 ]; then
+	sockpool_install_missing clang libclang-rt-14-dev || exit 1
+	tsan_build="$top/build-tsan"
+	if [ ! -f "$tsan_build/build.ninja" ]; then
+		CC=clang meson setup "$tsan_build" "$top" -Db_sanitize=thread -Db_lundef=false \
+			-Dwerror=true >/dev/null || exit 1
+	fi
+	if ninja -C "$tsan_build" >/dev/null; then
+		rm -f "$tsan_build/meson-logs/testlog.json"
+		targs=("$@")
+		[ $# -eq 0 ] && targs=(--suite tsan)
+		TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1" \
+			meson test -C "$tsan_build" --no-rebuild --print-errorlogs --num-processes 2 \
+			"${targs[@]}" || rc=1
+		logs+=("$tsan_build/meson-logs/testlog.json")
+	else
+		echo "test.sh: the ThreadSanitizer build failed (counted as one failed test)" >&2
 		extra_failed=$((extra_failed + 1))
 		rc=1
 	fi

@@ -12,6 +12,8 @@ Environment:
                           microsocks instead, to check the harness itself
   SOCKPOOL_TEST_SHOWLOG   print sockpool's stderr after every test, not only
                           after failing ones
+  SOCKPOOL_TEST_WORKERS   `workers =` of every config make_config() writes
+                          (default 1; meson's integration-w2 suite sets 2)
 """
 
 import collections
@@ -48,7 +50,11 @@ STOP_TIMEOUT = 15.0
 IO_TIMEOUT = 10.0
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
-                   "ERROR: ThreadSanitizer", "ERROR: MemorySanitizer")
+                   "ERROR: ThreadSanitizer", "WARNING: ThreadSanitizer",
+                   "ERROR: MemorySanitizer")
+
+# The worker threads every test config asks for, unless the test says.
+WORKERS = int(os.environ.get("SOCKPOOL_TEST_WORKERS") or 1)
 
 # SOCKS5 constants (RFC 1928 / 1929).
 CMD_CONNECT, CMD_BIND, CMD_UDP = 1, 2, 3
@@ -64,6 +70,7 @@ SERVER_DEFAULTS = {
     "connect_timeout": "5s",
     "handshake_timeout": "5s",
     "log_level": "info",
+    "workers": str(WORKERS),
 }
 
 # Loopback sources, so even the loopback tests bind a source.
