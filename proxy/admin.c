@@ -24,6 +24,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "lsock.h"
 #include "pool.h"
 #include "poolsync.h"
 #include "stat.h"
@@ -233,6 +234,14 @@ static void metric_head(struct buf *b, const char *name, const char *type, const
 	buf_printf(b, "# HELP sockpool_%s %s\n# TYPE sockpool_%s %s\n", name, help, name, type);
 }
 
+/* A metric with one unlabelled sample. */
+static void metric_one(struct buf *b, const char *name, const char *type, const char *help,
+		       uint64_t value)
+{
+	metric_head(b, name, type, help);
+	buf_printf(b, "sockpool_%s %llu\n", name, (unsigned long long)value);
+}
+
 static void metric_hist(struct buf *b, const char *name, const char *help,
 			const struct proxy_hist *h)
 {
@@ -373,10 +382,9 @@ static void render_metrics(struct admin *a, struct buf *b)
 		   (double)(st->reload_ok_wall_ms ? st->reload_ok_wall_ms : px->started_wall_ms) /
 		       1000.0);
 
-	metric_head(b, "connections_active", "gauge", "Client connections open now.");
-	buf_printf(b, "sockpool_connections_active %llu\n", (unsigned long long)st->active);
-	metric_head(b, "connections_relaying", "gauge", "Client connections relaying data now.");
-	buf_printf(b, "sockpool_connections_relaying %llu\n", (unsigned long long)st->relaying);
+	metric_one(b, "connections_active", "gauge", "Client connections open now.", st->active);
+	metric_one(b, "connections_relaying", "gauge", "Client connections relaying data now.",
+		   st->relaying);
 	metric_head(b, "connections_total", "counter", "Finished client connections by result.");
 	for (int r = 0; r < PROXY_RESULT_COUNT; r++) {
 		buf_puts(b, "sockpool_connections_total{result=\"");
@@ -403,31 +411,25 @@ static void render_metrics(struct admin *a, struct buf *b)
 	buf_printf(b, "sockpool_bytes_total{direction=\"down\"} %llu\n",
 		   (unsigned long long)st->bytes_down);
 
-	metric_head(b, "destinations_denied_total", "counter",
-		    "Requests refused by the destination policy (own ports, local addresses, "
-		    "deny_destinations).");
-	buf_printf(b, "sockpool_destinations_denied_total %llu\n",
-		   (unsigned long long)st->dest_denied);
-	metric_head(b, "auth_failures_delayed_total", "counter",
-		    "Failed logins answered after a delay for repeated failures from the client.");
-	buf_printf(b, "sockpool_auth_failures_delayed_total %llu\n",
-		   (unsigned long long)st->auth_delayed);
-	metric_head(b, "auth_queue_full_total", "counter",
-		    "Logins that found their client's cap of pending password checks (parked "
-		    "until a login of the client succeeds) or the whole queue's (refused).");
-	buf_printf(b, "sockpool_auth_queue_full_total %llu\n",
-		   (unsigned long long)st->auth_queue_full);
-	metric_head(b, "admin_connections_evicted_total", "counter",
-		    "Idle admin connections closed to make room for new ones.");
-	buf_printf(b, "sockpool_admin_connections_evicted_total %llu\n",
-		   (unsigned long long)a->evicted);
+	metric_one(b, "destinations_denied_total", "counter",
+		   "Requests refused by the destination policy (own ports, local addresses, "
+		   "deny_destinations).",
+		   st->dest_denied);
+	metric_one(b, "auth_failures_delayed_total", "counter",
+		   "Failed logins answered after a delay for repeated failures from the client.",
+		   st->auth_delayed);
+	metric_one(b, "auth_queue_full_total", "counter",
+		   "Logins that found their client's cap of pending password checks (parked "
+		   "until a login of the client succeeds) or the whole queue's (refused).",
+		   st->auth_queue_full);
+	metric_one(b, "admin_connections_evicted_total", "counter",
+		   "Idle admin connections closed to make room for new ones.", a->evicted);
 
-	metric_head(b, "relay_stalled_total", "counter",
-		    "Relays reset because unwritten data made no progress for stall_timeout.");
-	buf_printf(b, "sockpool_relay_stalled_total %llu\n", (unsigned long long)st->stalled);
+	metric_one(b, "relay_stalled_total", "counter",
+		   "Relays reset because unwritten data made no progress for stall_timeout.",
+		   st->stalled);
 
-	metric_head(b, "workers", "gauge", "Event-loop threads serving connections.");
-	buf_printf(b, "sockpool_workers %u\n", px->n_workers);
+	metric_one(b, "workers", "gauge", "Event-loop threads serving connections.", px->n_workers);
 	metric_head(b, "worker_connections_total", "counter",
 		    "Client connections accepted, by worker thread.");
 	for (unsigned w = 0; w < px->n_workers; w++)
@@ -438,12 +440,11 @@ static void render_metrics(struct admin *a, struct buf *b)
 	for (unsigned w = 0; w < px->n_workers; w++)
 		buf_printf(b, "sockpool_worker_connections_active{worker=\"%u\"} %llu\n", w,
 			   (unsigned long long)stat_get(&px->px[w].stats.active));
-	metric_head(b, "pool_lock_acquisitions_total", "counter",
-		    "Times the pool lock shared by the workers was taken (0 with one worker).");
-	buf_printf(b, "sockpool_pool_lock_acquisitions_total %llu\n", (unsigned long long)locks);
-	metric_head(b, "pool_lock_contended_total", "counter",
-		    "Times the pool lock was held by another thread when taken.");
-	buf_printf(b, "sockpool_pool_lock_contended_total %llu\n", (unsigned long long)contended);
+	metric_one(b, "pool_lock_acquisitions_total", "counter",
+		   "Times the pool lock shared by the workers was taken (0 with one worker).",
+		   locks);
+	metric_one(b, "pool_lock_contended_total", "counter",
+		   "Times the pool lock was held by another thread when taken.", contended);
 
 	metric_hist(b, "handshake_duration_seconds", "Time from accept to a parsed SOCKS request.",
 		    &st->handshake);
@@ -1138,28 +1139,22 @@ static void on_handle_closed(uv_handle_t *h)
 		free(a);
 }
 
+/* The admin socket is made like the proxy's own listeners (lsock_open), and
+ * its bound address is kept for the destination policy. */
 static int listen_socket(const struct sockaddr *addr, struct sockaddr_storage *bound)
 {
-	socklen_t len =
-	    addr->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	int fd, one = 1, rc;
+	const struct lsock_opts opts = {.backlog = 64};
+	socklen_t len = sizeof *bound;
+	int fd = lsock_open(addr, &opts), rc;
 
-	fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (addr->sa_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-	if (bind(fd, addr, len) < 0 || listen(fd, 64) < 0)
-		goto fail;
-	len = sizeof *bound;
-	if (getsockname(fd, (struct sockaddr *)bound, &len) < 0)
-		goto fail;
+		return fd;
+	if (getsockname(fd, (struct sockaddr *)bound, &len) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
 	return fd;
-fail:
-	rc = -errno;
-	close(fd);
-	return rc;
 }
 
 int admin_start(struct proxy_main *px, const struct sockaddr *addr, struct admin **out)
