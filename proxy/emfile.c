@@ -103,13 +103,16 @@ void emfile_watch_stop(struct proxy *px)
 	uv_close((uv_handle_t *)&w->timer, on_closed);
 }
 
-void emfile_accept_error(struct proxy *px)
+int emfile_accept_error(struct proxy *px)
 {
 	struct emfile_watch *w = px->emfile;
 
+	/* With a reserve of its own the trick ran and still found no
+	 * descriptor: another one changes nothing. */
 	if (!w || w->gave_spare || w->spare < 0 || px->loop->emfile_fd >= 0)
-		return;
+		return -EMFILE;
 	px->loop->emfile_fd = w->spare;
 	w->gave_spare = true;
 	w->spare = -1;
+	return 0;
 }
