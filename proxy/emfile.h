@@ -15,6 +15,9 @@
  * When the reserve could not be reopened libuv calls the connection
  * callback with UV_EMFILE in a loop that only ends when a descriptor is
  * free; emfile_accept_error() hands libuv a reserve of ours to end it.
+ * Several loops at the limit at once take each other's freed descriptors,
+ * so that reserve too can be lost: then the caller closes the listener for
+ * a while (server.c), which ends libuv's loop.
  * Relies on libuv's unix loop layout (emfile_fd in uv_loop_t). Loop thread.
  */
 #ifndef SOCKPOOL_EMFILE_H
@@ -30,7 +33,12 @@ int emfile_watch_start(struct proxy *px);
 void emfile_watch_stop(struct proxy *px);
 
 /* The connection callback got UV_EMFILE/UV_ENFILE: give libuv a reserve
- * when it has none, so its accept loop can drain and return. */
-void emfile_accept_error(struct proxy *px);
+ * when it has none, so its accept loop can drain and return.
+ * @return 0 when libuv got our reserve and tries its trick once more, or
+ *         -EMFILE when that cannot help: libuv had a reserve and its trick
+ *         still found no descriptor, or ours went to an earlier call and the
+ *         timer has not replaced it yet. Then libuv calls back again at
+ *         once: the listener must stop being polled or the loop spins. */
+int emfile_accept_error(struct proxy *px);
 
 #endif

@@ -1,6 +1,7 @@
 /* procstat: process_* figures from /proc/self. See procstat.h. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,7 @@ int procstat_read(struct procstat *out)
 	struct rlimit rl;
 	struct dirent *de;
 	DIR *d;
-	int rc;
+	int fd, rc;
 
 	memset(out, 0, sizeof *out);
 	rc = read_text("/proc/self/stat", buf, sizeof buf);
@@ -104,9 +105,19 @@ int procstat_read(struct procstat *out)
 		return rc;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
 		out->max_fds = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
-	d = opendir("/proc/self/fd");
-	if (!d)
+	/* open() and fdopendir() rather than opendir(): ThreadSanitizer sees
+	 * the descriptor closed in closedir() but not opened in opendir(), so
+	 * it would take it for a socket a worker had under that number before
+	 * (libuv closes those with a raw syscall it does not see either). */
+	fd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
 	while ((de = readdir(d)))
 		if (de->d_name[0] != '.')
 			out->open_fds++;

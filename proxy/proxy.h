@@ -67,6 +67,7 @@ struct listener {
 	bool open;	       /* the handle is initialised and not closing */
 	bool closing;	       /* uv_close() called, callback pending */
 	bool refused;	       /* closed by on_pool_exhausted = refuse */
+	bool starved;	       /* closed for want of descriptors until px->listen_retry */
 	char *bound_str;       /* la->bound_str */
 };
 
@@ -159,6 +160,8 @@ struct proxy {
 	struct authq *authq;	     /* password checks: capped, fair (authq.h), per worker */
 	struct throttle *throttle;   /* rate-limited WARNs (throttle.h), the process's */
 	struct emfile_watch *emfile; /* notices fd exhaustion at accept (emfile.h) */
+	uv_timer_t listen_retry;     /* reopens starved listeners (server.c) */
+	bool listen_retry_init;	     /* listen_retry is initialised and not closed */
 	struct proxy_stats stats;
 	char relay_buf[PROXY_RELAY_BUF];
 };

@@ -36,8 +36,15 @@
  * TFO data). */
 #define SERVER_TFO_QLEN 256
 
+/* How long a listener that ran out of descriptors stays closed before it
+ * is opened again (and again, while descriptors are short). */
+#define SERVER_STARVED_RETRY_MS 100
+
 static void listeners_sync(struct proxy *px);
 static void listeners_close(struct proxy *px);
+static void listener_close(struct listener *l);
+static void listener_starve(struct listener *l);
+static void listen_retry_arm(struct proxy *px);
 static void main_maybe_finish(struct proxy_main *m);
 
 /* Tell every worker: through its mailbox, or, with one worker on the main
@@ -75,8 +82,11 @@ static void on_connection(uv_stream_t *server, int status)
 
 	if (status < 0) {
 		proxy_accept_failed(l->px, l->bound_str, status);
-		if (status == UV_EMFILE || status == UV_ENFILE)
-			emfile_accept_error(l->px);
+		/* Without a reserve libuv would call again at once, in a loop
+		 * that keeps this worker's timers from running until a
+		 * descriptor frees; closing the listener ends it. */
+		if ((status == UV_EMFILE || status == UV_ENFILE) && emfile_accept_error(l->px) < 0)
+			listener_starve(l);
 		return;
 	}
 	session_accept(l);
@@ -186,11 +196,15 @@ static void listeners_sync(struct proxy *px)
 			listener_close(l);
 			continue;
 		}
-		if (l->open || l->closing || px->stopping)
+		if (l->open || l->closing || l->starved || px->stopping)
 			continue;
 		fd = lsock_open((const struct sockaddr *)&l->la->bound, &opts);
 		rc = fd < 0 ? fd : listener_start(px, l, fd, keepalive_ms, l->refused);
-		if (rc < 0)
+		if (rc == -EMFILE || rc == -ENFILE) {
+			/* Still short of descriptors: not given up, tried again. */
+			l->starved = true;
+			listen_retry_arm(px);
+		} else if (rc < 0)
 			log_error("server",
 				  "cannot listen again addr=%s error=\"%s\"; it stays closed until "
 				  "the next pool change",
@@ -204,6 +218,50 @@ static void listeners_close(struct proxy *px)
 {
 	for (size_t i = 0; i < px->n_listeners; i++)
 		listener_close(&px->listeners[i]);
+}
+
+static void on_listen_retry(uv_timer_t *t)
+{
+	struct proxy *px = container_of(t, struct proxy, listen_retry);
+
+	for (size_t i = 0; i < px->n_listeners; i++)
+		px->listeners[i].starved = false;
+	listeners_sync(px);
+}
+
+static void listen_retry_arm(struct proxy *px)
+{
+	if (px->stopping)
+		return;
+	if (!px->listen_retry_init) {
+		uv_timer_init(px->loop, &px->listen_retry);
+		px->listen_retry_init = true;
+	}
+	if (!uv_is_active((uv_handle_t *)&px->listen_retry))
+		uv_timer_start(&px->listen_retry, on_listen_retry, SERVER_STARVED_RETRY_MS, 0);
+}
+
+static void listen_retry_stop(struct proxy *px)
+{
+	if (!px->listen_retry_init)
+		return;
+	px->listen_retry_init = false;
+	uv_close((uv_handle_t *)&px->listen_retry, NULL);
+}
+
+/* Out of descriptors with no reserve for libuv: close this worker's socket
+ * (the connections queued on it are reset, as libuv's trick would have
+ * dropped them; with SO_REUSEPORT the kernel sends new ones to the other
+ * workers' sockets) and open it again after SERVER_STARVED_RETRY_MS. */
+static void listener_starve(struct listener *l)
+{
+	if (!l->open)
+		return;
+	l->starved = true;
+	listener_close(l);
+	listen_retry_arm(l->px);
+	log_debug("server", "out of file descriptors: listener addr=%s worker=%u closed for %d ms",
+		  l->bound_str, l->px->index, SERVER_STARVED_RETRY_MS);
 }
 
 void proxy_pool_exhausted(struct proxy *px, const char *name)
@@ -418,6 +476,7 @@ static void worker_command(struct proxy *px, unsigned cmds)
 	if (cmds & (WORKER_CMD_DRAIN | WORKER_CMD_SHUTDOWN)) {
 		px->stopping = true;
 		listeners_close(px);
+		listen_retry_stop(px);
 		emfile_watch_stop(px);
 	}
 	/* A second signal or the shutdown timeout: do not wait any longer. */
