@@ -92,7 +92,8 @@ size_t splice_loop_pipes_pooled(const struct splice_loop *sl)
 
 static void relay_end(struct splice_relay *r, int status)
 {
-	splice_relay_stop(r, false);
+	/* After SPLICE_UNSUPPORTED the owner goes on with the same fds. */
+	splice_relay_stop(r, status == SPLICE_UNSUPPORTED);
 	r->on_end(r, status);
 }
 

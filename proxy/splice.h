@@ -48,7 +48,8 @@ struct splice_pipe;
  * and passed it on; -errno after a reset or an error (pass it on as a
  * reset); SPLICE_UNSUPPORTED when splice(2) refused these sockets before a
  * byte was moved (nothing was lost: the owner may relay them by copying).
- * The relay is stopped when this runs; the owner closes the sockets. */
+ * The relay is stopped when this runs; the owner closes the sockets (after
+ * SPLICE_UNSUPPORTED they are out of the epoll set, ready for other use). */
 typedef void (*splice_end_cb)(struct splice_relay *r, int status);
 /* Called after `n` bytes were read from the source of direction `dir`
  * (0 or 1). It must not stop the relay. */
