@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define SLAB_MIN_CHUNK (64 * 1024)
-#define SLAB_MIN_OBJS  16 /* per chunk, at least */
+#define SLAB_MIN_CHUNK (32 * 1024)
+#define SLAB_MIN_OBJS  8 /* per chunk, at least */
 
 /* At the start of each chunk; the chunk is aligned to its size, so an
  * object finds its chunk by masking its address. */
