@@ -27,7 +27,7 @@ static void on_attempt_closed(uv_handle_t *h)
 	struct session *s = a->s;
 
 	free(a->up);
-	free(a);
+	session_attempt_free(s, a);
 	session_unref(s);
 }
 
@@ -194,7 +194,7 @@ static size_t request_key(const struct session *s, uint8_t buf[16], const void *
 	switch (s->gen->conf->pools[s->pool].hash_key) {
 	case CONF_HASH_KEY_CLIENT:
 		*key = buf;
-		if (s->peer.ss_family == AF_INET) {
+		if (s->peer.sa.sa_family == AF_INET) {
 			memcpy(buf, &((const struct sockaddr_in *)&s->peer)->sin_addr, 4);
 			return 4;
 		}
@@ -362,7 +362,7 @@ static int attempt_start(struct session *s, struct classify_input *fail)
 	bool via_proxy = s->cs && s->cs->kind == CONF_SOURCE_PROXY;
 	const struct sockaddr *target =
 	    via_proxy ? (const struct sockaddr *)&s->cs->proxy_server : dest;
-	struct attempt *a = calloc(1, sizeof *a);
+	struct attempt *a = session_attempt_alloc(s);
 	const void *key;
 	size_t keylen;
 	uint8_t buf[16];
@@ -370,7 +370,7 @@ static int attempt_start(struct session *s, struct classify_input *fail)
 
 	*fail = (struct classify_input){.phase = CLASSIFY_BIND, .err = UV_ENOMEM};
 	if (!a || (rc = fail->err = uv_tcp_init_ex(s->px->loop, &a->tcp, target->sa_family)) < 0) {
-		free(a);
+		session_attempt_free(s, a);
 		return fail->err;
 	}
 	a->s = s;
