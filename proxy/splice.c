@@ -23,13 +23,64 @@ struct splice_pipe {
 
 struct splice_loop {
 	uv_loop_t *loop;
-	uv_poll_t poll; /* on epfd */
+	uv_poll_t poll;	 /* on epfd */
+	uv_timer_t kick; /* wakes pipe waiters when a pipe came back outside on_epoll */
+	unsigned open_handles;
 	int epfd;
+	int devnull; /* where a stopped relay's unsent bytes go, so its pipe is reused */
 	size_t pipe_size;
 	size_t in_use;
 	size_t n_free;
+	bool dispatching;		/* inside on_epoll */
+	struct splice_relay *wait_head; /* waiting for a pipe (no fd or memory for one) */
 	struct splice_pipe *free[SPLICE_POOL_MAX];
 };
+
+static bool dir_run(struct splice_relay *r, int i);
+
+/* Run the relays that wait for a pipe while there are pooled ones. */
+static void wake_waiters(struct splice_loop *sl)
+{
+	while (sl->n_free > 0 && sl->wait_head) {
+		struct splice_relay *r = sl->wait_head;
+
+		sl->wait_head = r->wait_next;
+		r->wait_next = NULL;
+		r->waiting = false;
+		if (r->running && dir_run(r, 0))
+			dir_run(r, 1);
+	}
+}
+
+static void on_kick(uv_timer_t *t)
+{
+	wake_waiters(t->data);
+}
+
+static void wait_add(struct splice_relay *r)
+{
+	struct splice_relay **p = &r->sl->wait_head;
+
+	if (r->waiting)
+		return;
+	while (*p)
+		p = &(*p)->wait_next;
+	*p = r;
+	r->waiting = true;
+}
+
+static void wait_del(struct splice_relay *r)
+{
+	struct splice_relay **p = &r->sl->wait_head;
+
+	if (!r->waiting)
+		return;
+	while (*p != r)
+		p = &(*p)->wait_next;
+	*p = r->wait_next;
+	r->wait_next = NULL;
+	r->waiting = false;
+}
 
 static void pipe_close(struct splice_pipe *p)
 {
@@ -69,15 +120,24 @@ static int pipe_take(struct splice_loop *sl, struct splice_pipe **out)
 	return 0;
 }
 
-/* Only empty pipes may be pooled: a pipe's bytes belong to one connection. */
-static void pipe_give(struct splice_loop *sl, struct splice_pipe *p, bool empty)
+/* Only empty pipes may be pooled: a pipe's bytes belong to one connection.
+ * `pending` bytes still in it are thrown away first. */
+static void pipe_give(struct splice_loop *sl, struct splice_pipe *p, size_t pending)
 {
 	assert(sl->in_use > 0);
 	sl->in_use--;
-	if (empty && sl->n_free < SPLICE_POOL_MAX)
+	while (pending > 0) {
+		ssize_t n = splice(p->rfd, NULL, sl->devnull, NULL, pending, SPLICE_F_NONBLOCK);
+		if (n <= 0)
+			break;
+		pending -= (size_t)n;
+	}
+	if (pending == 0 && sl->n_free < SPLICE_POOL_MAX)
 		sl->free[sl->n_free++] = p;
 	else
 		pipe_close(p);
+	if (sl->wait_head && !sl->dispatching)
+		uv_timer_start(&sl->kick, on_kick, 0, 0);
 }
 
 size_t splice_loop_pipes_in_use(const struct splice_loop *sl)
@@ -142,6 +202,14 @@ static bool dir_run(struct splice_relay *r, int i)
 		if (!d->eof && from->readable && !pipe_full) {
 			if (!d->pipe) {
 				int rc = pipe_take(r->sl, &d->pipe);
+				/* Out of fds or memory: wait for a pipe that another
+				 * relay gives back (there is always one: the loop
+				 * keeps one in reserve and never loses a pipe it
+				 * could drain). */
+				if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
+					wait_add(r);
+					break;
+				}
 				if (rc < 0) {
 					relay_end(r, rc);
 					return false;
@@ -190,7 +258,7 @@ static bool dir_run(struct splice_relay *r, int i)
 			break;
 	}
 	if (d->pipe && d->in_pipe == 0) {
-		pipe_give(r->sl, d->pipe, true);
+		pipe_give(r->sl, d->pipe, 0);
 		d->pipe = NULL;
 	}
 	if (d->eof && d->in_pipe == 0 && !d->shut) {
@@ -226,6 +294,7 @@ static void on_epoll(uv_poll_t *h, int status, int events)
 	do {
 		n = epoll_wait(sl->epfd, evs, SPLICE_EVENTS, 0);
 	} while (n < 0 && errno == EINTR);
+	sl->dispatching = true;
 	for (int k = 0; k < n; k++) {
 		struct splice_relay *r =
 		    (struct splice_relay *)(uintptr_t)(evs[k].data.u64 & ~1ull);
@@ -244,6 +313,8 @@ static void on_epoll(uv_poll_t *h, int status, int events)
 		if (dir_run(r, i))
 			dir_run(r, 1 - i);
 	}
+	sl->dispatching = false;
+	wake_waiters(sl);
 }
 
 /* One byte through socket -> pipe -> socket on a loopback TCP pair. */
@@ -283,6 +354,7 @@ out:
 int splice_loop_new(uv_loop_t *loop, size_t pipe_size, struct splice_loop **out)
 {
 	struct splice_loop *sl;
+	struct splice_pipe *reserve;
 	int rc;
 
 	if (!loop || !out)
@@ -295,33 +367,48 @@ int splice_loop_new(uv_loop_t *loop, size_t pipe_size, struct splice_loop **out)
 		return -ENOMEM;
 	sl->loop = loop;
 	sl->pipe_size = pipe_size ? pipe_size : SPLICE_PIPE_SIZE;
+	sl->devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	sl->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (sl->epfd < 0) {
+	if (sl->epfd < 0 || sl->devnull < 0) {
 		rc = -errno;
 		goto fail;
 	}
-	rc = uv_poll_init(loop, &sl->poll, sl->epfd);
-	if (rc < 0)
-		goto fail_ep;
-	sl->poll.data = sl;
-	/* Cannot fail once the handle is initialised. */
+	/* One pipe in reserve from the start: with every fd taken, relays
+	 * still take turns on it (pipe_take, wait_add). */
+	if ((rc = pipe_take(sl, &reserve)) < 0)
+		goto fail;
+	pipe_give(sl, reserve, 0);
+	if ((rc = uv_poll_init(loop, &sl->poll, sl->epfd)) < 0)
+		goto fail;
+	/* Cannot fail once initialised. */
+	(void)uv_timer_init(loop, &sl->kick);
+	sl->poll.data = sl->kick.data = sl;
+	sl->open_handles = 2;
 	(void)uv_poll_start(&sl->poll, UV_READABLE, on_epoll);
-	/* The poll handle alone must not keep the loop alive. */
+	/* Neither handle alone may keep the loop alive. */
 	uv_unref((uv_handle_t *)&sl->poll);
+	uv_unref((uv_handle_t *)&sl->kick);
 	*out = sl;
 	return 0;
-fail_ep:
-	close(sl->epfd);
 fail:
+	while (sl->n_free)
+		pipe_close(sl->free[--sl->n_free]);
+	if (sl->epfd >= 0)
+		close(sl->epfd);
+	if (sl->devnull >= 0)
+		close(sl->devnull);
 	free(sl);
 	return rc;
 }
 
-static void on_poll_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
 	struct splice_loop *sl = h->data;
 
+	if (--sl->open_handles > 0)
+		return;
 	close(sl->epfd);
+	close(sl->devnull);
 	free(sl);
 }
 
@@ -329,10 +416,11 @@ void splice_loop_close(struct splice_loop *sl)
 {
 	if (!sl)
 		return;
-	assert(sl->in_use == 0);
+	assert(sl->in_use == 0 && !sl->wait_head);
 	while (sl->n_free)
 		pipe_close(sl->free[--sl->n_free]);
-	uv_close((uv_handle_t *)&sl->poll, on_poll_closed);
+	uv_close((uv_handle_t *)&sl->poll, on_handle_closed);
+	uv_close((uv_handle_t *)&sl->kick, on_handle_closed);
 }
 
 int splice_relay_start(struct splice_loop *sl, struct splice_relay *r, int fd0, int fd1,
@@ -379,10 +467,11 @@ void splice_relay_stop(struct splice_relay *r, bool keep_fds)
 	if (!r->running)
 		return;
 	r->running = false;
+	wait_del(r);
 	for (int i = 0; i < 2; i++) {
 		struct splice_dir *d = &r->dir[i];
 		if (d->pipe) {
-			pipe_give(r->sl, d->pipe, d->in_pipe == 0);
+			pipe_give(r->sl, d->pipe, d->in_pipe);
 			d->pipe = NULL;
 		}
 		if (keep_fds)

@@ -10,7 +10,9 @@
  *   re-registers the fd on every change of interest.)
  * - a small pool of pipes. A direction takes a pipe when bytes arrive and
  *   gives it back as soon as the pipe is empty again, so an idle relayed
- *   connection holds only its two sockets.
+ *   connection holds only its two sockets. One pipe is made at start and
+ *   never closed: when no fd is left for a new pipe, busy directions wait
+ *   for one that another direction gives back, instead of failing.
  *
  * A `struct splice_relay` joins two connected, non-blocking sockets. While it
  * runs, libuv must not watch them: the owner has stopped reading on their
@@ -79,19 +81,23 @@ struct splice_relay {
 	struct splice_dir dir[2];
 	splice_end_cb on_end;
 	splice_moved_cb on_moved;
-	void *data; /* the owner's */
+	void *data;			/* the owner's */
+	struct splice_relay *wait_next; /* in the loop's list of pipe waiters */
 	bool running;
+	bool waiting;
 };
 
-/* Make the per-loop state: the private epoll set, its uv_poll_t, the pipe
- * pool. `pipe_size` in bytes (0: SPLICE_PIPE_SIZE). It also proves once that
- * splice(2) works here, on a loopback TCP pair.
- * @return 0, -ENOSYS/-EINVAL when splice does not work here (use copy), or
- *         another -errno; *out is set only on 0. */
+/* Make the per-loop state: the private epoll set and its uv_poll_t, a
+ * uv_timer_t, the pipe pool with its reserve pipe, an fd on /dev/null (5 fds
+ * in all). `pipe_size` in bytes (0: SPLICE_PIPE_SIZE). It also proves once
+ * that splice(2) works here, on a loopback TCP pair.
+ * @return 0; -ENOSYS, -EINVAL or -EOPNOTSUPP when splice does not work here
+ *         (use copy); or another -errno (-EMFILE...: try again later); *out
+ *         is set only on 0. */
 int splice_loop_new(uv_loop_t *loop, size_t pipe_size, struct splice_loop **out);
 
-/* Close the uv_poll_t and every pooled pipe; the struct is freed in the
- * poll handle's close callback. No relay may be running. NULL is a no-op. */
+/* Close the handles and every pooled pipe; the struct is freed in the last
+ * close callback. No relay may be running. NULL is a no-op. */
 void splice_loop_close(struct splice_loop *sl);
 
 /* Pipes open now: in use by busy directions, and pooled. */

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -461,6 +462,94 @@ static void test_splice_relay_stop_keeps_fds(void **state)
 	assert_int_equal(f->r.dir[0].bytes, 0);
 }
 
+static struct splice_relay r2;
+static bool r2_ended;
+static int r2_status;
+
+static void on_end2(struct splice_relay *r, int status)
+{
+	(void)r;
+	r2_ended = true;
+	r2_status = status;
+}
+
+/* The lowest free fd number: every number below it is open. */
+static int lowest_free_fd(void)
+{
+	int fd = dup(0);
+
+	assert_true(fd >= 0);
+	close(fd);
+	return fd;
+}
+
+/* With no fd left for a new pipe, a busy relay waits for the reserve pipe
+ * that another one holds, instead of failing, and goes on once it is given
+ * back; every byte arrives. */
+static void test_splice_relay_waits_for_a_pipe_at_the_fd_limit(void **state)
+{
+	struct fixture *f = *state;
+	const size_t n = 4u << 20;
+	int a2, b2, c2, d2;
+	struct rlimit old, lim;
+
+	tcp_pair(&a2, &b2);
+	tcp_pair(&d2, &c2);
+	r2_ended = false;
+	struct peer_job wa = {.fd = f->a, .write = true, .len = n, .seed = 5, .shut_after = true};
+	struct peer_job rd = {.fd = f->d, .len = n, .seed = 5};
+	struct peer_job wa2 = {.fd = a2, .write = true, .len = n, .seed = 7, .shut_after = true};
+	struct peer_job rd2 = {.fd = d2, .len = n, .seed = 7};
+
+	start(f, false);
+	assert_int_equal(splice_relay_start(f->sl, &r2, b2, c2, false, on_end2, NULL, NULL), 0);
+	/* Only the reserve pipe (made by splice_loop_new) is there. */
+	assert_int_equal(splice_loop_pipes_pooled(f->sl), 1);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)lowest_free_fd();
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	assert_int_equal(dup(0), -1); /* the limit holds */
+	/* Relay 1 fills the reserve pipe toward a destination that does not
+	 * read yet; relay 2 then has bytes to move and no pipe. */
+	peer_start(&wa);
+	settle(f);
+	assert_int_equal(splice_loop_pipes_in_use(f->sl), 1);
+	peer_start(&rd2);
+	peer_start(&wa2);
+	while (!r2.waiting && !f->timed_out)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	assert_true(r2.waiting);
+	assert_int_equal(r2.dir[0].bytes, 0);
+	assert_false(r2_ended);
+	/* Relay 1's destination reads: its pipe drains, comes back, relay 2
+	 * takes it. */
+	peer_start(&rd);
+	while (!(f->r.dir[0].shut && r2.dir[0].shut) && !f->timed_out)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	assert_false(f->timed_out);
+	peer_join(&wa);
+	peer_join(&rd);
+	peer_join(&wa2);
+	peer_join(&rd2);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_false(f->ended); /* the reverse directions are still open */
+	assert_false(r2_ended);
+	assert_int_equal(wa.err, 0);
+	assert_int_equal(wa2.err, 0);
+	assert_int_equal(rd.got, n);
+	assert_int_equal(rd2.got, n);
+	assert_true(rd.pattern_ok);
+	assert_true(rd2.pattern_ok);
+	assert_int_equal(splice_loop_pipes_in_use(f->sl), 0);
+	assert_int_equal(splice_loop_pipes_pooled(f->sl), 1);
+	splice_relay_stop(&r2, false);
+	close(a2);
+	close(b2);
+	close(c2);
+	close(d2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -474,6 +563,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_splice_relay_idle_holds_no_pipe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_splice_relay_unsupported_fd, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_splice_relay_stop_keeps_fds, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_splice_relay_waits_for_a_pipe_at_the_fd_limit,
+					    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
