@@ -118,7 +118,8 @@ void attempt_begin(struct session *s)
 		session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return;
 	}
-	s->h->dests[0] = ss;
+	memset(&s->h->dests[0], 0, sizeof s->h->dests[0]);
+	memcpy(&s->h->dests[0], &ss, slen);
 	s->h->n_dests = 1;
 	s->state = S_CONNECTING;
 	attempt_next(s);
@@ -134,7 +135,7 @@ static bool dests_add(struct session *s, const struct addrinfo *res)
 	     ai = ai->ai_next) {
 		bool dup = false;
 		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-		    ai->ai_addrlen > sizeof(struct sockaddr_storage))
+		    ai->ai_addrlen > sizeof s->h->dests[0])
 			continue;
 		if (!dest_allowed(s, ai->ai_addr)) {
 			denied = true;

@@ -344,15 +344,18 @@ static bool relay_can_splice(struct session *s)
 	if (px->splice)
 		return true;
 	rc = splice_loop_new(px->loop, 0, &px->splice);
-	if (rc < 0) {
+	if (rc == -ENOSYS || rc == -EINVAL || rc == -EOPNOTSUPP) {
 		log_warn("relay",
 			 "relay = splice: splice(2) does not work here error=\"%s\"; "
 			 "relaying by copying",
 			 strerror(-rc));
 		px->splice_failed = true;
-		return false;
+	} else if (rc < 0) {
+		/* Out of fds or memory now: copy this one, try again later. */
+		log_debug("session", "id=%llu splice not set up error=\"%s\"; copying",
+			  (unsigned long long)s->id, strerror(-rc));
 	}
-	return true;
+	return rc == 0;
 }
 
 /* @return true when the splice relay runs. */

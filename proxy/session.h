@@ -51,6 +51,14 @@ enum session_state {
 	S_CLOSING,
 };
 
+/* An IPv4 or IPv6 socket address, in 28 bytes rather than
+ * sockaddr_storage's 128 (this is per connection). */
+union session_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
 /* One outbound connection try; freed in its handle's close callback. */
 struct attempt {
 	uv_tcp_t tcp;
@@ -110,7 +118,7 @@ struct session_hs {
 	bool adhoc; /* BIND to an unlisted address, bind_unlisted = allow */
 	struct sockaddr_storage adhoc_addr;
 
-	struct sockaddr_storage dests[SESSION_MAX_DESTS];
+	union session_addr dests[SESSION_MAX_DESTS];
 	size_t n_dests;
 	size_t dest_i;
 	struct pool_tried tried;
@@ -138,11 +146,7 @@ struct session {
 	bool bound; /* a BIND was answered */
 	bool acquired;
 	bool spliced; /* relaying with splice(2): `sp` runs, the handles do not read */
-	union {
-		struct sockaddr sa;
-		struct sockaddr_in in;
-		struct sockaddr_in6 in6;
-	} peer;
+	union session_addr peer;
 	char peer_str[64];
 	struct listener *l;    /* outlives every session */
 	const char *user_name; /* the authenticated user, in gen->conf */
