@@ -299,10 +299,12 @@ idle_run() { # target mode(gradual|burst)
 	# The loader has closed every connection: wait (bounded) for the proxy
 	# to have closed both sides of each too, then see what memory it kept.
 	for i in $(seq 300); do
-		[ "$(ss -Htn state established "( sport = :${port[$t]} or dport = :$hold_port )" |
-			wc -l)" -eq 0 ] && break
+		[ "$(ss -Htn state established state close-wait \
+			"( sport = :${port[$t]} or dport = :$hold_port )" | wc -l)" -eq 0 ] && break
 		sleep 0.1
 	done
+	# Its close callbacks run a loop turn after the last close.
+	sleep 0.2
 	r2=$(mem_kib "${pid[$t]}" VmRSS) f2=$(fd_count "${pid[$t]}")
 	line=$(grep '^RESULT' "$tmp/idle.$t.$mode" || echo "RESULT opened=0 errors=1")
 	alive=$(grep '^ALIVE' "$tmp/idle.$t.$mode" || echo "ALIVE alive=0 dead=?")
@@ -578,7 +580,7 @@ $(table)
 
 CPU-normalised CPS ratio: the other target's total CPU per connection divided by sockpool's, i.e. the connections/s ratio if every process had the CPU it needs. On a shared machine it moves much less than the wall-clock ratio, which also measures how the scheduler split the CPUs in that round. Proxy CPU per GB: the proxy's utime + stime over the stream run divided by the bytes that arrived.
 
-Idle RSS: VmRSS summed over the proxy's processes, after minus before, divided by the connections opened (Pss likewise; it shares library pages between dante's processes). "After": once the loader closed every connection and the proxy had closed both sides of each (no established connection left on its port or to the hold port). Every idle connection was proven with a 1-byte echo before the measurement and again after it.
+Idle RSS: VmRSS summed over the proxy's processes, after minus before, divided by the connections opened (Pss likewise; it shares library pages between dante's processes). "After": once the loader closed every connection and the proxy had closed both sides of each (no connection established or in CLOSE-WAIT left on its port or to the hold port). Every idle connection was proven with a 1-byte echo before the measurement and again after it.
 
 | SPEC 7 target | today | |
 |---|---|---|
