@@ -231,9 +231,25 @@ start_proxy() { # name
 	wait_listen "${port[$1]}" "${pid[$1]}" "$1"
 }
 
+# The whole tree (dante's children hold the listening socket too), then
+# until the port is free for the next start.
 stop_proxy() {
+	local tree keep=() p i
+	tree=$(tree_pids "${pid[$1]}")
 	stop_pid "${pid[$1]}"
-	local keep=() p
+	# shellcheck disable=SC2086
+	kill -TERM $tree 2>/dev/null || true
+	for i in $(seq 100); do
+		# shellcheck disable=SC2086
+		kill -0 $tree 2>/dev/null || break
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086
+	kill -KILL $tree 2>/dev/null || true
+	for i in $(seq 100); do
+		listening "${port[$1]}" || break
+		sleep 0.1
+	done
 	for p in "${pids[@]}"; do [ "$p" = "${pid[$1]}" ] || keep+=("$p"); done
 	pids=("${keep[@]}")
 }
