@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #define SPLICE_EVENTS 128
+#define SPLICE_PASSES 8 /* epoll_wait calls per wake-up, at most */
 #define SPLICE_FLAGS  (SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
 
 struct splice_pipe {
@@ -282,26 +283,15 @@ static uint64_t sock_key(struct splice_relay *r, int i)
 	return (uint64_t)(uintptr_t)r | (uint64_t)i;
 }
 
-static void on_epoll(uv_poll_t *h, int status, int events)
+static void dispatch(struct epoll_event *evs, int n)
 {
-	struct splice_loop *sl = h->data;
-	struct epoll_event evs[SPLICE_EVENTS];
-	int n;
-
-	(void)events;
-	if (status < 0)
-		return;
-	do {
-		n = epoll_wait(sl->epfd, evs, SPLICE_EVENTS, 0);
-	} while (n < 0 && errno == EINTR);
-	sl->dispatching = true;
 	for (int k = 0; k < n; k++) {
 		struct splice_relay *r =
 		    (struct splice_relay *)(uintptr_t)(evs[k].data.u64 & ~1ull);
 		int i = (int)(evs[k].data.u64 & 1);
 		uint32_t ev = evs[k].events;
 
-		/* A relay stopped earlier in this batch is still valid memory
+		/* A relay stopped earlier in this callback is still valid memory
 		 * (its owner frees it in a later close callback). */
 		if (!r->running)
 			continue;
@@ -312,6 +302,30 @@ static void on_epoll(uv_poll_t *h, int status, int events)
 		/* Both directions touch this socket: one reads it, one writes it. */
 		if (dir_run(r, i))
 			dir_run(r, 1 - i);
+	}
+}
+
+static void on_epoll(uv_poll_t *h, int status, int events)
+{
+	struct splice_loop *sl = h->data;
+	struct epoll_event evs[SPLICE_EVENTS];
+	int n;
+
+	(void)events;
+	if (status < 0)
+		return;
+	sl->dispatching = true;
+	/* libuv takes up to 1,024 events per poll, of which this set is one:
+	 * serve as many here, or relays lag behind handshakes under load. */
+	for (int pass = 0; pass < SPLICE_PASSES; pass++) {
+		do {
+			n = epoll_wait(sl->epfd, evs, SPLICE_EVENTS, 0);
+		} while (n < 0 && errno == EINTR);
+		if (n <= 0)
+			break;
+		dispatch(evs, n);
+		if (n < SPLICE_EVENTS)
+			break;
 	}
 	sl->dispatching = false;
 	wake_waiters(sl);
