@@ -113,7 +113,8 @@ static int pipe_take(struct splice_loop *sl, struct splice_pipe **out)
 	p->wfd = fds[1];
 	/* Over the per-user pipe budget the kernel refuses a larger size; the
 	 * default one still works. */
-	(void)fcntl(p->wfd, F_SETPIPE_SZ, (int)sl->pipe_size);
+	if ((sl->in_use + sl->n_free + 1) * sl->pipe_size <= SPLICE_PIPE_BUDGET)
+		(void)fcntl(p->wfd, F_SETPIPE_SZ, (int)sl->pipe_size);
 	sz = fcntl(p->wfd, F_GETPIPE_SZ);
 	p->cap = sz > 0 ? (size_t)sz : 65536;
 	sl->in_use++;

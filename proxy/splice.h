@@ -36,9 +36,14 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* Default pipe size asked for with F_SETPIPE_SZ (the kernel default is
- * 64 KiB; larger pipes mean fewer system calls per byte). */
-#define SPLICE_PIPE_SIZE (256 * 1024)
+/* Pipe size asked for with F_SETPIPE_SZ (the kernel default is 64 KiB;
+ * larger pipes mean fewer system calls and wake-ups per byte), as long as
+ * the loop's pipes stay within SPLICE_PIPE_BUDGET: the kernel charges pipe
+ * capacity to the user (fs.pipe-user-pages-soft, 64 MiB by default) and past
+ * that gives an unprivileged user's new pipes 2 pages only. Beyond the budget
+ * pipes keep the kernel's default size. */
+#define SPLICE_PIPE_SIZE   (1024 * 1024)
+#define SPLICE_PIPE_BUDGET (32u * 1024 * 1024)
 /* Empty pipes kept for reuse; more are closed when given back. */
 #define SPLICE_POOL_MAX 32
 
