@@ -382,6 +382,9 @@ median() { sort -g | awk '{ v[n++] = $1 } END { if (!n) print "nan"; else print 
 # idle connection), after_pct (RSS after close against before, percent).
 value_awk='
 	function value(k) {
+		# A tree whose children exited unreaped by its root loses their
+		# CPU (dante): no figure rather than a wrong one.
+		if ((k == "cpu_us_per_conn" || k == "cpu_s_per_gb" || k == "total_us_per_conn") && f["cpu_ticks"] < 0) return "nan"
 		if (k == "cpu_us_per_conn") return f["ok_total"] ? f["cpu_ticks"] * 1e6 / clk / f["ok_total"] : "nan"
 		if (k == "load_us_per_conn") return f["ok_total"] ? (f["cpu_us"] + f["srv_ticks"] * 1e6 / clk) / f["ok_total"] : "nan"
 		if (k == "total_us_per_conn") return f["ok_total"] ? (f["cpu_us"] + (f["srv_ticks"] + f["cpu_ticks"]) * 1e6 / clk) / f["ok_total"] : "nan"
