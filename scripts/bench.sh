@@ -29,11 +29,14 @@ usage: scripts/bench.sh [--quick] [--write-docs] [options]
                       by the open-files hard limit, two sockets per connection),
                       opened 128 at a time (gradual) and all at once (burst)
   --build-dir DIR     meson build directory (default build-bench)
+  --sockpool-workers "LIST"  sockpool's own `workers =` rows, CPS only, with the
+                      default relay (default "1 2 auto"; "" skips them)
 EOF
 }
 
 write_docs=0 rounds=3 cps_s=4 warm_s=1 workers=64 lat_s=2
 stream_bytes=$((1 << 30)) stream_s=5 idle_n=10000
+sp_workers="1 2 auto"
 cmdline="scripts/bench.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
 	--stream-seconds) stream_s=$2; shift ;;
 	--idle-conns) idle_n=$2; shift ;;
 	--build-dir) build=$2; shift ;;
+	--sockpool-workers) sp_workers=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "bench: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
 	esac
@@ -369,6 +373,20 @@ for r in $(seq "$rounds"); do
 done
 for t in "${proxies[@]}"; do stop_proxy "$t"; done
 
+# ---- sockpool's workers = 1, 2, auto: CPS and CPU per connection ----
+for w in $sp_workers; do
+	t=sockpool-w$w
+	port[$t]=$(pick_port)
+	sed -e "s/^listen = .*/listen = 127.0.0.1:${port[$t]}/" -e "s/^workers = .*/workers = $w/" \
+		"$tmp/sockpool-splice.ini" >"$tmp/$t.ini"
+	start_proxy "$t"
+	for r in $(seq "$rounds"); do
+		run_load cps "$t" "$r" cps -x "127.0.0.1:${port[$t]}" -d "127.0.0.1:$echo_port" \
+			-c "$workers" -w "$warm_s" -t "$cps_s" -p 64
+	done
+	stop_proxy "$t"
+done
+
 # ---- aggregate ----
 clk=$(getconf CLK_TCK)
 
@@ -611,7 +629,28 @@ EOF
 	fi
 }
 
-report | tee "$tmp/report.md"
+# One row per sockpool `workers =` setting; ratios against workers = 1.
+report_workers() {
+	local w t c1 u1 c u tot
+	[ -n "$sp_workers" ] || return 0
+	c1=$(med cps sockpool-w1 cps) u1=$(med cps sockpool-w1 cpu_us_per_conn)
+	cat <<EOT
+
+sockpool's own \`workers\` (the sockpool splice config, CPS as above, $rounds round(s) each, run one after the other; \`auto\` = $(nproc) here). On this machine the load generator and the destination server share the same CPUs, so the wall-clock CPS measures the split of $(nproc) CPUs between them; the CPU per connection is what a worker costs.
+
+| sockpool workers | connections/s | proxy CPU per connection, µs | all CPU per connection, µs | CPS vs workers = 1 | proxy CPU per connection vs workers = 1 |
+|---|---|---|---|---|---|
+EOT
+	for w in $sp_workers; do
+		t=sockpool-w$w
+		c=$(med cps "$t" cps) u=$(med cps "$t" cpu_us_per_conn) tot=$(med cps "$t" total_us_per_conn)
+		echo "| $w | $(with_err "$(fmt "$c")" "$(errs cps "$t")") | $(fmt "$u" 1) | $(fmt "$tot" 1) |" \
+			"$(awk -v a="$c" -v b="$c1" 'BEGIN { if (b > 0 && a != "nan") printf "%.2f", a / b; else print "–" }') |" \
+			"$(awk -v a="$u" -v b="$u1" 'BEGIN { if (b > 0 && a != "nan") printf "%.2f", a / b; else print "–" }') |"
+	done
+}
+
+{ report; report_workers; } | tee "$tmp/report.md"
 
 if [ "$write_docs" = 1 ]; then
 	if [ ! -f "$doc" ]; then
