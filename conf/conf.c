@@ -1995,29 +1995,6 @@ static int resolve_server(struct loader *ld)
 	return 0;
 }
 
-/* Keys this version reads but does not act on yet say so, at start and in
- * --check, so that nobody relies on a setting that does nothing. */
-static int warn_unimplemented(struct loader *ld)
-{
-	const struct conf_server *sv = &ld->c->server;
-	const struct {
-		unsigned id;
-		bool applies;
-		const char *what;
-	} rows[] = {
-	    {SK_RELAY, sv->relay == CONF_RELAY_SPLICE, "relayed bytes are copied"},
-	};
-
-	for (size_t i = 0; i < N_KEYS(rows); i++) {
-		if (!rows[i].applies || !has(&ld->server, rows[i].id))
-			continue;
-		if (warn(ld, "%s:%u: [server] %s: not implemented in this version: %s", ld->name,
-			 ld->server.line[rows[i].id], server_keys[rows[i].id].name, rows[i].what))
-			return -ENOMEM;
-	}
-	return 0;
-}
-
 /* `source = ip-1 ; ip-2`: ip-2 is a comment to inih; warn when it names a
  * source or is an address. */
 static int warn_lost_items(struct loader *ld)
@@ -2154,8 +2131,6 @@ static int resolve(struct loader *ld)
 	if (!rc)
 		rc = resolve_server(ld);
 	if (!rc)
-		rc = warn_unimplemented(ld);
-	if (!rc)
 		rc = warn_lost_items(ld);
 	if (!rc)
 		rc = warn_unused_sources(ld);
@@ -2217,7 +2192,7 @@ static void set_server_defaults(struct conf_server *sv)
 	sv->log_target = CONF_LOG_TARGET_STDERR;
 	sv->log_timestamps = true;
 	sv->stall_timeout_ms = 5 * 60 * 1000;
-	sv->relay = CONF_RELAY_COPY;
+	sv->relay = CONF_RELAY_SPLICE;
 }
 
 static int loader_init(struct loader *ld, const char *name, char *err, size_t errlen)

@@ -184,7 +184,7 @@ struct conf_server {
 	struct conf_cidr_list allow_destinations; /* exceptions to the destination policy */
 	uint64_t stall_timeout_ms;		  /* default 5m; 0 = off */
 	bool reload_on_change;			  /* default no */
-	enum conf_relay relay;			  /* default copy */
+	enum conf_relay relay;			  /* default splice */
 	uint64_t shutdown_timeout_ms;		  /* default 30s */
 	char *admin_token;			  /* NULL when empty */
 	char *user;				  /* NULL when empty */

@@ -27,7 +27,7 @@ static void on_attempt_closed(uv_handle_t *h)
 	struct session *s = a->s;
 
 	free(a->up);
-	free(a);
+	session_attempt_free(s, a);
 	session_unref(s);
 }
 
@@ -118,7 +118,8 @@ void attempt_begin(struct session *s)
 		session_reply(s, SOCKS5_REP_NOT_ALLOWED, NULL);
 		return;
 	}
-	s->h->dests[0] = ss;
+	memset(&s->h->dests[0], 0, sizeof s->h->dests[0]);
+	memcpy(&s->h->dests[0], &ss, slen);
 	s->h->n_dests = 1;
 	s->state = S_CONNECTING;
 	attempt_next(s);
@@ -134,7 +135,7 @@ static bool dests_add(struct session *s, const struct addrinfo *res)
 	     ai = ai->ai_next) {
 		bool dup = false;
 		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-		    ai->ai_addrlen > sizeof(struct sockaddr_storage))
+		    ai->ai_addrlen > sizeof s->h->dests[0])
 			continue;
 		if (!dest_allowed(s, ai->ai_addr)) {
 			denied = true;
@@ -194,7 +195,7 @@ static size_t request_key(const struct session *s, uint8_t buf[16], const void *
 	switch (s->gen->conf->pools[s->pool].hash_key) {
 	case CONF_HASH_KEY_CLIENT:
 		*key = buf;
-		if (s->peer.ss_family == AF_INET) {
+		if (s->peer.sa.sa_family == AF_INET) {
 			memcpy(buf, &((const struct sockaddr_in *)&s->peer)->sin_addr, 4);
 			return 4;
 		}
@@ -362,7 +363,7 @@ static int attempt_start(struct session *s, struct classify_input *fail)
 	bool via_proxy = s->cs && s->cs->kind == CONF_SOURCE_PROXY;
 	const struct sockaddr *target =
 	    via_proxy ? (const struct sockaddr *)&s->cs->proxy_server : dest;
-	struct attempt *a = calloc(1, sizeof *a);
+	struct attempt *a = session_attempt_alloc(s);
 	const void *key;
 	size_t keylen;
 	uint8_t buf[16];
@@ -370,7 +371,7 @@ static int attempt_start(struct session *s, struct classify_input *fail)
 
 	*fail = (struct classify_input){.phase = CLASSIFY_BIND, .err = UV_ENOMEM};
 	if (!a || (rc = fail->err = uv_tcp_init_ex(s->px->loop, &a->tcp, target->sa_family)) < 0) {
-		free(a);
+		session_attempt_free(s, a);
 		return fail->err;
 	}
 	a->s = s;

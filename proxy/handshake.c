@@ -297,12 +297,12 @@ static bool auth_submit(struct session *s)
 
 /* A login of `peer` passed a real check, so the cache may now hold what its
  * parked logins send: let them pass, or queue again while there is room. */
-static void auth_unpark(struct proxy *px, const struct sockaddr_storage *peer)
+static void auth_unpark(struct proxy *px, const struct sockaddr *peer)
 {
 	unsigned n = authq_parked(px->authq); /* each parked login at most once */
 	struct authq_entry *e;
 
-	while (n-- > 0 && (e = authq_unpark(px->authq, (const struct sockaddr *)peer))) {
+	while (n-- > 0 && (e = authq_unpark(px->authq, peer))) {
 		struct session *p = session_of_entry(e);
 
 		if (auth_check_cached(p->gen->auth, p->h->user, p->h->pass, p->h->plen) == AUTH_OK)
@@ -392,7 +392,7 @@ static void on_auth_work_done(uv_work_t *w, int status)
 	if (s->state == S_AUTH_CHECK)
 		auth_done(s, ok, true);
 	if (ok)
-		auth_unpark(s->px, &s->peer);
+		auth_unpark(s->px, &s->peer.sa);
 	session_unref(s);
 }
 

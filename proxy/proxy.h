@@ -30,6 +30,8 @@
 struct session;
 struct authq;
 struct authq_throttle;
+struct slab;
+struct splice_loop;
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -163,6 +165,12 @@ struct proxy {
 	uv_timer_t listen_retry;     /* reopens starved listeners (server.c) */
 	bool listen_retry_init;	     /* listen_retry is initialised and not closed */
 	struct proxy_stats stats;
+	/* Per-connection state in slabs of its own (slab.h): a burst of
+	 * handshakes must not leave holes in the heap between the sessions
+	 * that outlive it, and a closed burst gives its memory back. */
+	struct slab *slab_session, *slab_hs, *slab_attempt;
+	struct splice_loop *splice; /* relay = splice; made on first use */
+	bool splice_failed;	    /* splice(2) does not work here: copy */
 	char relay_buf[PROXY_RELAY_BUF];
 };
 
@@ -255,6 +263,8 @@ void proxy_client_remove(struct proxy *px, const struct sockaddr *addr);
 /* A session of worker `px` has ended and freed itself. */
 void proxy_session_gone(struct proxy *px);
 
+/* session.c: free the per-connection slabs once every session is gone. */
+void session_slabs_destroy(struct proxy *px);
 /* session.c: take the connection that is pending on `l`. */
 void session_accept(struct listener *l);
 /* Close every session, with RST, now (shutdown timeout). */

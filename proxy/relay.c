@@ -1,6 +1,16 @@
 /* relay: bytes both ways between client and destination once the request
  * is answered: backpressure, half-close, reset propagation, and the idle
- * and stall limits. */
+ * and stall limits.
+ *
+ * Two ways to move the bytes (`relay = splice | copy`):
+ * - splice: splice.c moves them socket -> pipe -> socket in the kernel; the
+ *   uv_tcp_t handles stay open but do not read or write.
+ * - copy: libuv reads into the loop-wide buffer, uv_try_write passes it on.
+ *   It is also the fallback: when splice(2) does not work here, when bytes
+ *   from the handshake are still queued at the switch, or when splice(2)
+ *   refuses the sockets before a byte moved.
+ */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -8,6 +18,7 @@
 #include "log.h"
 #include "session.h"
 #include "stat.h"
+#include "splice.h"
 
 static void relay_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
@@ -25,6 +36,14 @@ static void relay_read_start(struct session *s, struct half *h)
 {
 	int rc = uv_read_start(h->from, relay_alloc, relay_read);
 
+	if (rc == UV_EALREADY) {
+		/* Still reading with the handshake's callbacks: take the stream
+		 * over without stopping it, which would cost an epoll_ctl DEL
+		 * and ADD. libuv looks these up on every read. */
+		h->from->alloc_cb = relay_alloc;
+		h->from->read_cb = relay_read;
+		return;
+	}
 	if (rc < 0) {
 		log_debug("session", "id=%llu cannot read error=\"%s\"", (unsigned long long)s->id,
 			  uv_strerror(rc));
@@ -87,8 +106,11 @@ static void relay_timer_arm(struct session *s)
 
 	if (srv->idle_timeout_ms)
 		due = s->last_active_ms + srv->idle_timeout_ms;
+	/* A splice relay says nothing when a write blocks: each direction is
+	 * looked at every stall_timeout. */
 	for (int i = 0; i < 2 && srv->stall_timeout_ms; i++)
-		if (halves[i]->writing && halves[i]->progress_ms + srv->stall_timeout_ms < due)
+		if ((halves[i]->writing || s->spliced) &&
+		    halves[i]->progress_ms + srv->stall_timeout_ms < due)
 			due = halves[i]->progress_ms + srv->stall_timeout_ms;
 	if (due == UINT64_MAX)
 		uv_timer_stop(&s->timer);
@@ -183,12 +205,24 @@ static void relay_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* Whether direction `h` has had unwritten data without progress for
- * stall_timeout; progress is the write queue getting shorter. */
+ * stall_timeout; progress is the write queue getting shorter (splice: the
+ * pipe empty, or bytes written since the last look). */
 static bool half_stalled(struct session *s, struct half *h, uint64_t now)
 {
 	uint64_t limit = s->gen->conf->server.stall_timeout_ms;
 	size_t queued;
 
+	if (limit && s->spliced) {
+		int dir = h == &s->up ? 0 : 1;
+		uint64_t written = s->sp.dir[dir].written;
+
+		if (splice_relay_pending(&s->sp, dir) == 0 || written != h->queued) {
+			h->queued = (size_t)written;
+			h->progress_ms = now;
+			return false;
+		}
+		return now - h->progress_ms >= limit;
+	}
 	if (!limit || !h->writing)
 		return false;
 	queued = uv_stream_get_write_queue_size(h->to);
@@ -264,9 +298,122 @@ static void relay_early_data(struct session *s)
 	s->h->hs_off = s->h->hs_len;
 }
 
+static void on_spliced(struct splice_relay *r, int dir, size_t n)
+{
+	struct session *s = r->data;
+
+	count_bytes(s, dir == 0 ? &s->up : &s->down, n);
+	s->last_active_ms = session_now(s);
+}
+
+static void relay_copy(struct session *s, bool client_eof);
+
+static void on_splice_end(struct splice_relay *r, int status)
+{
+	struct session *s = r->data;
+
+	s->spliced = false;
+	if (s->state != S_RELAY)
+		return;
+	if (status == SPLICE_UNSUPPORTED) {
+		/* Nothing was moved yet: copy this connection, and the next. */
+		if (!s->px->splice_failed)
+			log_warn("relay",
+				 "relay = splice: splice(2) refused a connection's sockets; "
+				 "relaying by copying from now on");
+		s->px->splice_failed = true;
+		relay_copy(s, false);
+		return;
+	}
+	session_close(s, status != 0);
+}
+
+/* Whether this connection can be spliced: relay = splice, splice(2) works
+ * here, and no byte is queued in libuv on either side (the reply, early
+ * data, an upstream proxy's extra bytes), since splice(2) would overtake
+ * it. */
+static bool relay_can_splice(struct session *s)
+{
+	struct proxy *px = s->px;
+	int rc;
+
+	if (s->gen->conf->server.relay != CONF_RELAY_SPLICE || px->splice_failed || s->up.writing ||
+	    s->down.writing || uv_stream_get_write_queue_size((uv_stream_t *)&s->client) > 0 ||
+	    uv_stream_get_write_queue_size((uv_stream_t *)&s->out->tcp) > 0)
+		return false;
+	if (px->splice)
+		return true;
+	rc = splice_loop_new(px->loop, 0, &px->splice);
+	if (rc == -ENOSYS || rc == -EINVAL || rc == -EOPNOTSUPP) {
+		log_warn("relay",
+			 "relay = splice: splice(2) does not work here error=\"%s\"; "
+			 "relaying by copying",
+			 strerror(-rc));
+		px->splice_failed = true;
+	} else if (rc < 0) {
+		/* Out of fds or memory now: copy this one, try again later. */
+		log_debug("session", "id=%llu splice not set up error=\"%s\"; copying",
+			  (unsigned long long)s->id, strerror(-rc));
+	}
+	return rc == 0;
+}
+
+/* @return true when the splice relay runs. */
+static bool relay_splice(struct session *s, bool client_eof)
+{
+	uv_os_fd_t cfd, ofd;
+	int rc;
+
+	if (!relay_can_splice(s) || uv_fileno((uv_handle_t *)&s->client, &cfd) < 0 ||
+	    uv_fileno((uv_handle_t *)&s->out->tcp, &ofd) < 0)
+		return false;
+	/* libuv must not watch these fds any more (splice.h). */
+	uv_read_stop((uv_stream_t *)&s->client);
+	uv_read_stop((uv_stream_t *)&s->out->tcp);
+	s->up.queued = s->down.queued = 0;
+	s->up.progress_ms = s->down.progress_ms = session_now(s);
+	/* Set first: passing on an early EOF may end the relay inside. */
+	s->spliced = true;
+	rc = splice_relay_start(s->px->splice, &s->sp, cfd, ofd, client_eof, on_splice_end,
+				on_spliced, s);
+	if (rc < 0) {
+		s->spliced = false;
+		log_debug("session", "id=%llu cannot splice error=\"%s\"; copying",
+			  (unsigned long long)s->id, strerror(-rc));
+		return false;
+	}
+	return true;
+}
+
+/* Read both sides with libuv (the half already writing resumes when its
+ * write is done). */
+static void relay_copy(struct session *s, bool client_eof)
+{
+	if (!s->down.writing)
+		relay_read_start(s, &s->down);
+	if (s->state != S_RELAY)
+		return;
+	if (client_eof) {
+		s->up.eof = true;
+		half_finish(s, &s->up);
+	} else if (!s->up.writing) {
+		relay_read_start(s, &s->up);
+	}
+}
+
+void relay_stop(struct session *s)
+{
+	if (s->spliced) {
+		s->spliced = false;
+		splice_relay_stop(&s->sp, false);
+	}
+}
+
 void relay_start(struct session *s, const struct sockaddr *bnd, const uint8_t *extra,
 		 size_t extra_len)
 {
+	bool client_eof;
+
 	/* Counted before the client hears of it: with several workers the
 	 * admin endpoint may be asked, on another thread, the moment the reply
 	 * is out. */
@@ -287,27 +434,23 @@ void relay_start(struct session *s, const struct sockaddr *bnd, const uint8_t *e
 	    .s = s, .from = (uv_stream_t *)&s->out->tcp, .to = (uv_stream_t *)&s->client};
 	s->last_active_ms = session_now(s);
 	relay_timer_arm(s);
+	/* What arrived with the upstream's reply, and what the client sent
+	 * right behind its request, go out first. Nothing is read meanwhile:
+	 * read callbacks only run when the loop polls again. */
 	if (extra_len) {
 		count_bytes(s, &s->down, extra_len);
 		relay_forward(s, &s->down, (const char *)extra, extra_len);
 	}
-	if (s->state == S_RELAY && !s->down.writing)
-		relay_read_start(s, &s->down);
-	uv_read_stop((uv_stream_t *)&s->client);
 	if (s->state == S_RELAY)
 		relay_early_data(s);
 	if (s->state != S_RELAY)
 		return;
-	if (s->h->client_eof) {
-		s->up.eof = true;
-		half_finish(s, &s->up);
-	} else if (!s->up.writing) {
-		relay_read_start(s, &s->up);
-	}
+	client_eof = s->h->client_eof;
+	if (!relay_splice(s, client_eof))
+		relay_copy(s, client_eof);
+	if (s->state == S_RELAY && s->spliced)
+		relay_timer_arm(s);
 	/* Nothing of the handshake is needed any more; leftovers were copied. */
-	if (s->state == S_RELAY) {
-		explicit_bzero(s->h->pass, sizeof s->h->pass);
-		free(s->h);
-		s->h = NULL;
-	}
+	if (s->state == S_RELAY)
+		session_hs_free(s);
 }

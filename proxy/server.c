@@ -28,6 +28,7 @@
 #include "pool.h"
 #include "poolsync.h"
 #include "proxy.h"
+#include "splice.h"
 #include "stat.h"
 #include "throttle.h"
 #include "workers.h"
@@ -465,6 +466,16 @@ static void worker_addresses_gone(struct proxy *px)
 	}
 }
 
+/* A draining worker with no session left closes its splice loop, whose
+ * handles (unreferenced) would otherwise stay open past the loop's end. */
+static void worker_maybe_idle(struct proxy *px)
+{
+	if (px->stopping && px->n_sessions == 0 && px->splice) {
+		splice_loop_close(px->splice);
+		px->splice = NULL;
+	}
+}
+
 static void worker_command(struct proxy *px, unsigned cmds)
 {
 	if (cmds & WORKER_CMD_RELOAD)
@@ -482,6 +493,7 @@ static void worker_command(struct proxy *px, unsigned cmds)
 	/* A second signal or the shutdown timeout: do not wait any longer. */
 	if (cmds & WORKER_CMD_SHUTDOWN)
 		session_close_all(px);
+	worker_maybe_idle(px);
 	if (!px->main->threads)
 		main_maybe_finish(px->main);
 }
@@ -519,6 +531,7 @@ static void on_workers_done(struct workers *ws, void *ctx)
 
 void proxy_session_gone(struct proxy *px)
 {
+	worker_maybe_idle(px);
 	/* A worker thread's loop ends by itself once drained. */
 	if (px->stopping && !px->main->threads)
 		main_maybe_finish(px->main);
@@ -985,6 +998,7 @@ static void proxy_free(struct proxy_main *m)
 		proxy_gen_unref(m->px[i].gen);
 		authq_free(m->px[i].authq);
 		free(m->px[i].listeners);
+		session_slabs_destroy(&m->px[i]);
 	}
 	authq_throttle_free(m->auth_throttle);
 	free(m->px);

@@ -10,6 +10,7 @@
 #include "gen.h"
 #include "log.h"
 #include "session.h"
+#include "slab.h"
 #include "throttle.h"
 #include "stat.h"
 
@@ -40,11 +41,8 @@ void session_unref(struct session *s)
 	if (s->acquired)
 		poolsync_release(s->gen->sync, s->src);
 	proxy_gen_unref(s->gen);
-	if (s->h) {
-		explicit_bzero(s->h->pass, sizeof s->h->pass);
-		free(s->h);
-	}
-	free(s);
+	session_hs_free(s);
+	slab_free(px->slab_session, s);
 	proxy_session_gone(px);
 }
 
@@ -85,6 +83,8 @@ void session_close(struct session *s, bool reset)
 	if (was == S_RELAY)
 		stat_sub(&s->px->stats.relaying, 1);
 	s->state = S_CLOSING;
+	if (was == S_RELAY)
+		relay_stop(s);
 	uv_timer_stop(&s->timer);
 	if (!uv_is_closing((uv_handle_t *)&s->timer))
 		uv_close((uv_handle_t *)&s->timer, on_handle_closed);
@@ -214,15 +214,58 @@ void session_timer_arm(struct session *s, uint64_t ms)
 	uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
+void session_hs_free(struct session *s)
+{
+	if (!s->h)
+		return;
+	explicit_bzero(s->h->pass, sizeof s->h->pass);
+	slab_free(s->px->slab_hs, s->h);
+	s->h = NULL;
+}
+
+struct attempt *session_attempt_alloc(struct session *s)
+{
+	return slab_alloc(s->px->slab_attempt);
+}
+
+void session_attempt_free(struct session *s, struct attempt *a)
+{
+	slab_free(s->px->slab_attempt, a);
+}
+
+/* One empty chunk is kept per slab, so that connections opened one at a
+ * time do not map and unmap a chunk each. */
+static int session_slabs(struct proxy *px)
+{
+	int rc = 0;
+
+	if (!px->slab_session && (rc = slab_new(sizeof(struct session), 1, &px->slab_session)) < 0)
+		return rc;
+	if (!px->slab_hs && (rc = slab_new(sizeof(struct session_hs), 1, &px->slab_hs)) < 0)
+		return rc;
+	if (!px->slab_attempt && (rc = slab_new(sizeof(struct attempt), 1, &px->slab_attempt)) < 0)
+		return rc;
+	return 0;
+}
+
+void session_slabs_destroy(struct proxy *px)
+{
+	slab_destroy(px->slab_session);
+	slab_destroy(px->slab_hs);
+	slab_destroy(px->slab_attempt);
+	px->slab_session = px->slab_hs = px->slab_attempt = NULL;
+}
+
 static struct session *session_new(struct listener *l)
 {
 	struct proxy *px = l->px;
-	struct session *s = calloc(1, sizeof *s);
+	struct session *s;
 
-	if (s)
-		s->h = calloc(1, sizeof *s->h);
-	if (!s || !s->h) {
-		free(s);
+	if (session_slabs(px) < 0 || !(s = slab_alloc(px->slab_session)))
+		return NULL;
+	s->px = px;
+	if (!(s->h = slab_alloc(px->slab_hs))) {
+		slab_free(px->slab_session, s);
 		return NULL;
 	}
 	s->h->s = s;

@@ -28,6 +28,7 @@
 #include "pool.h"
 #include "proxy.h"
 #include "socks5.h"
+#include "splice.h"
 
 struct upstream;
 
@@ -48,6 +49,14 @@ enum session_state {
 	S_POOL_WAIT, /* every source suspended; waiting for the earliest expiry */
 	S_RELAY,
 	S_CLOSING,
+};
+
+/* An IPv4 or IPv6 socket address, in 28 bytes rather than
+ * sockaddr_storage's 128 (this is per connection). */
+union session_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
 };
 
 /* One outbound connection try; freed in its handle's close callback. */
@@ -71,7 +80,8 @@ struct half {
 	bool shutting;	      /* shutdown of `to` pending */
 	uint64_t bytes;	      /* read from `from` */
 	uint64_t progress_ms; /* writing: when the pending bytes last went down */
-	size_t queued;	      /* writing: `to`'s write queue size then */
+	size_t queued;	      /* writing: `to`'s write queue size then (splice: bytes
+				 written to `to` then) */
 	uv_shutdown_t shut_req;
 };
 
@@ -108,7 +118,7 @@ struct session_hs {
 	bool adhoc; /* BIND to an unlisted address, bind_unlisted = allow */
 	struct sockaddr_storage adhoc_addr;
 
-	struct sockaddr_storage dests[SESSION_MAX_DESTS];
+	union session_addr dests[SESSION_MAX_DESTS];
 	size_t n_dests;
 	size_t dest_i;
 	struct pool_tried tried;
@@ -135,7 +145,8 @@ struct session {
 	bool authed;
 	bool bound; /* a BIND was answered */
 	bool acquired;
-	struct sockaddr_storage peer;
+	bool spliced; /* relaying with splice(2): `sp` runs, the handles do not read */
+	union session_addr peer;
 	char peer_str[64];
 	struct listener *l;    /* outlives every session */
 	const char *user_name; /* the authenticated user, in gen->conf */
@@ -153,8 +164,9 @@ struct session {
 	uint64_t accepted_ns; /* uv_hrtime() at accept */
 	uint64_t request_ns;  /* uv_hrtime() when the CONNECT was parsed */
 
-	struct half up;	  /* client -> outbound */
-	struct half down; /* outbound -> client */
+	struct half up;		/* client -> outbound */
+	struct half down;	/* outbound -> client */
+	struct splice_relay sp; /* sock 0 = client, sock 1 = outbound */
 };
 
 /* session.c */
@@ -169,6 +181,11 @@ int session_send(struct session *s, const void *data, size_t len);
 void session_reply(struct session *s, uint8_t rep, const struct sockaddr *bnd);
 void session_timer_arm(struct session *s, uint64_t ms);
 uint64_t session_now(const struct session *s);
+/* Free the handshake state (wiping the password first); NULL is a no-op. */
+void session_hs_free(struct session *s);
+/* Objects of the per-connection slabs. @return NULL when out of memory. */
+struct attempt *session_attempt_alloc(struct session *s);
+void session_attempt_free(struct session *s, struct attempt *a);
 
 /* handshake.c */
 /* Start reading the greeting. @return 0 or a libuv error. */
@@ -198,5 +215,7 @@ void relay_start(struct session *s, const struct sockaddr *bnd, const uint8_t *e
 		 size_t extra_len);
 /* The session timer fired while relaying: idle and stall limits. */
 void relay_on_timer(struct session *s);
+/* The session is closing: stop a splice relay before its handles close. */
+void relay_stop(struct session *s);
 
 #endif

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Benchmark sockpool side by side with direct TCP, microsocks and dante on
-# loopback (SPEC section 7): connections per second, single- and 8-stream
-# throughput, RSS per idle relayed connection. Prints a results table on
-# stdout; with --write-docs also writes it as a dated section of
-# docs/BENCHMARKS.md. Exit status: 0 clean, 1 the run saw errors (they are in
-# the table), 2 setup failure.
+# Benchmark sockpool (relay = splice and relay = copy) side by side with
+# direct TCP, microsocks and dante on loopback (SPEC section 7): connections
+# per second at 1, 64 and 512 clients, single- and 8-stream throughput each
+# way with the proxy's CPU per GB, RSS and fds per idle relayed connection
+# opened gradually and in one burst, and RSS once they are closed again.
+# Prints a results table on stdout; with --write-docs also writes it as a
+# dated section of docs/BENCHMARKS.md. Exit status: 0 clean, 1 the run saw
+# errors (they are in the table), 2 setup failure.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build-bench"
@@ -19,14 +21,16 @@ usage: scripts/bench.sh [--quick] [--write-docs] [options]
                       figure is the median over rounds, each ratio the median
                       of the per-round ratios
   --duration S        measured seconds per CPS run (default 4, plus 1 s warm-up)
-  --workers N         concurrent CPS workers (default 64)
+  --workers N         concurrent CPS clients of the main CPS row (default 64;
+                      rows for 1 and 512 clients are always run)
   --stream-bytes N    bytes per throughput run (default 1073741824 = 1 GiB)
   --stream-seconds S  time cap per throughput run (default 5)
   --idle-conns N      idle relayed connections per proxy (default 10000; capped
-                      by the open-files hard limit, two sockets per connection)
+                      by the open-files hard limit, two sockets per connection),
+                      opened 128 at a time (gradual) and all at once (burst)
   --build-dir DIR     meson build directory (default build-bench)
-  --sockpool-workers "LIST"  sockpool's own `workers =` rows, CPS only
-                      (default "1 2 auto"; "" skips them)
+  --sockpool-workers "LIST"  sockpool's own `workers =` rows, CPS only, with the
+                      default relay (default "1 2 auto"; "" skips them)
 EOF
 }
 
@@ -156,23 +160,30 @@ for i in $(seq 50); do grep -q READY "$tmp/serve.out" && break; sleep 0.1; done
 grep -q READY "$tmp/serve.out" || { echo "bench: socks_load serve did not start" >&2; exit 2; }
 read -r echo_port hold_port < <(sed -E 's/READY echo=([0-9]+) hold=([0-9]+)/\1 \2/' "$tmp/serve.out")
 
+# sockpool runs once per relay mode; every other target at its own best
+# setting (see docs/BENCHMARKS.md, "Targets under test").
+proxies=(sockpool-splice sockpool-copy microsocks dante)
+targets=(direct "${proxies[@]}")
 declare -A port pid
-port[sockpool]=$(pick_port)
-port[microsocks]=$(pick_port)
-port[dante]=$(pick_port)
-while [ "${port[microsocks]}" = "${port[sockpool]}" ]; do port[microsocks]=$(pick_port); done
-while [ "${port[dante]}" = "${port[sockpool]}" ] || [ "${port[dante]}" = "${port[microsocks]}" ]; do
-	port[dante]=$(pick_port)
+taken=" "
+for t in "${proxies[@]}"; do
+	p=$(pick_port)
+	while [[ "$taken" == *" $p "* ]]; do p=$(pick_port); done
+	port[$t]=$p
+	taken="$taken$p "
 done
 
-cat >"$tmp/sockpool.ini" <<EOF
+for relay in splice copy; do
+	cat >"$tmp/sockpool-$relay.ini" <<EOF
 [server]
-listen = 127.0.0.1:${port[sockpool]}
+listen = 127.0.0.1:${port[sockpool-$relay]}
 admin_listen =
 log_level = warn
 default_pool = bench
 max_connections = 100000
 max_connections_per_client = 0
+relay = $relay
+workers = auto
 
 [source "lo-1"]
 address = 127.0.0.1
@@ -187,6 +198,7 @@ address = 127.0.0.3
 strategy = round-robin
 source = lo-1, lo-2, lo-3
 EOF
+done
 
 if [ "$(id -u)" -eq 0 ]; then
 	dante_users="user.privileged: root
@@ -210,28 +222,42 @@ socks pass {
 	command: connect
 }
 EOF
+dante_n=$(nproc)
 
 start_proxy() { # name
 	case "$1" in
-	sockpool) "$sockpool" -c "$tmp/sockpool.ini" 2>>"$tmp/sockpool.log" & ;;
-	sockpool-w*) "$sockpool" -c "$tmp/$1.ini" 2>>"$tmp/$1.log" & ;;
+	sockpool-*) "$sockpool" -c "$tmp/$1.ini" 2>>"$tmp/$1.log" & ;;
 	microsocks) microsocks -i 127.0.0.1 -p "${port[microsocks]}" >>"$tmp/microsocks.log" 2>&1 & ;;
-	dante) danted -f "$tmp/danted.conf" -N 1 -p "$tmp/danted.pid" >>"$tmp/dante.log" 2>&1 & ;;
+	dante) danted -f "$tmp/danted.conf" -N "$dante_n" -p "$tmp/danted.pid" >>"$tmp/dante.log" 2>&1 & ;;
 	esac
 	pid[$1]=$!
 	pids+=("${pid[$1]}")
 	wait_listen "${port[$1]}" "${pid[$1]}" "$1"
 }
 
+# The whole tree (dante's children hold the listening socket too), then
+# until the port is free for the next start.
 stop_proxy() {
+	local tree keep=() p i
+	tree=$(tree_pids "${pid[$1]}")
 	stop_pid "${pid[$1]}"
-	local keep=() p
+	# shellcheck disable=SC2086
+	kill -TERM $tree 2>/dev/null || true
+	for i in $(seq 100); do
+		# shellcheck disable=SC2086
+		kill -0 $tree 2>/dev/null || break
+		sleep 0.1
+	done
+	# shellcheck disable=SC2086
+	kill -KILL $tree 2>/dev/null || true
+	for i in $(seq 100); do
+		listening "${port[$1]}" || break
+		sleep 0.1
+	done
 	for p in "${pids[@]}"; do [ "$p" = "${pid[$1]}" ] || keep+=("$p"); done
 	pids=("${keep[@]}")
 }
 
-proxies=(sockpool microsocks dante)
-targets=(direct sockpool microsocks dante)
 results="$tmp/results"
 : >"$results"
 any_errors=0
@@ -254,66 +280,95 @@ run_load() { # phase target round cmd...
 }
 
 echo "bench: $(nproc) CPUs, $rounds round(s), CPS ${cps_s}s after ${warm_s}s warm-up," \
-	"$workers workers; idle $idle_n connections" >&2
+	"1/$workers/512 clients; idle $idle_n connections" >&2
 
-# ---- idle RSS, each proxy fresh ----
-declare -A idle_line alive_line rss0 rss1 pss0 pss1 nproc0 nproc1
-for t in "${proxies[@]}"; do
+# ---- idle RSS, each proxy fresh, gradual then burst ----
+
+fd_count() { # every descriptor of the tree
+	local p n=0
+	for p in $(tree_pids "$1"); do
+		n=$((n + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+	done
+	echo "$n"
+}
+
+idle_run() { # target mode(gradual|burst)
+	local t=$1 mode=$2 conc=128 lp rc=0 i line alive
+	local r0 p0 f0 n0 r1 p1 f1 n1 r2 f2 t0
+	[ "$mode" = burst ] && conc=$idle_n
 	start_proxy "$t"
 	sleep 0.5
-	rss0[$t]=$(mem_kib "${pid[$t]}" VmRSS)
-	pss0[$t]=$(mem_kib "${pid[$t]}" Pss)
-	nproc0[$t]=$(tree_pids "${pid[$t]}" | wc -l)
+	r0=$(mem_kib "${pid[$t]}" VmRSS) p0=$(mem_kib "${pid[$t]}" Pss)
+	f0=$(fd_count "${pid[$t]}") n0=$(tree_pids "${pid[$t]}" | wc -l)
 	# No timeout(1) wrapper: SIGUSR1 must reach the loader; its own
 	# per-connection timeouts and -t bound it.
+	t0=$SECONDS
 	"$load" idle -x "127.0.0.1:${port[$t]}" -d "127.0.0.1:$hold_port" \
-		-n "$idle_n" -c 128 -t 120 >"$tmp/idle.$t" 2>&1 &
+		-n "$idle_n" -c "$conc" -t 120 >"$tmp/idle.$t.$mode" 2>&1 &
 	lp=$!
 	for i in $(seq 1200); do
-		grep -q '^RESULT' "$tmp/idle.$t" && break
+		grep -q '^RESULT' "$tmp/idle.$t.$mode" && break
 		kill -0 "$lp" 2>/dev/null || break
 		sleep 0.1
 	done
 	sleep 0.2
-	rss1[$t]=$(mem_kib "${pid[$t]}" VmRSS)
-	pss1[$t]=$(mem_kib "${pid[$t]}" Pss)
-	nproc1[$t]=$(tree_pids "${pid[$t]}" | wc -l)
+	r1=$(mem_kib "${pid[$t]}" VmRSS) p1=$(mem_kib "${pid[$t]}" Pss)
+	f1=$(fd_count "${pid[$t]}") n1=$(tree_pids "${pid[$t]}" | wc -l)
 	kill -USR1 "$lp" 2>/dev/null || true
-	rc=0
 	wait "$lp" || rc=$?
-	idle_line[$t]=$(grep '^RESULT' "$tmp/idle.$t" || echo "RESULT opened=0 errors=1")
-	alive_line[$t]=$(grep '^ALIVE' "$tmp/idle.$t" || echo "ALIVE alive=0 dead=?")
+	# The loader has closed every connection: wait (bounded) for the proxy
+	# to have closed both sides of each too, then see what memory it kept.
+	for i in $(seq 300); do
+		[ "$(ss -Htn state established state close-wait \
+			"( sport = :${port[$t]} or dport = :$hold_port )" | wc -l)" -eq 0 ] && break
+		sleep 0.1
+	done
+	# Its close callbacks run a loop turn after the last close.
+	sleep 0.2
+	r2=$(mem_kib "${pid[$t]}" VmRSS) f2=$(fd_count "${pid[$t]}")
+	line=$(grep '^RESULT' "$tmp/idle.$t.$mode" || echo "RESULT opened=0 errors=1")
+	alive=$(grep '^ALIVE' "$tmp/idle.$t.$mode" || echo "ALIVE alive=0 dead=?")
 	[ "$rc" -eq 0 ] || any_errors=1
-	echo "  [$SECONDS s] idle $t: ${idle_line[$t]:0:110} ${alive_line[$t]} rss ${rss0[$t]} -> ${rss1[$t]} KiB" >&2
+	echo "idle-$mode $t 1 rss0=$r0 rss1=$r1 rss2=$r2 pss0=$p0 pss1=$p1 fds0=$f0 fds1=$f1 fds2=$f2 nproc0=$n0 nproc1=$n1 wall_s=$((SECONDS - t0)) $line $alive" >>"$results"
+	echo "  [$SECONDS s] idle $mode $t: ${line:0:90} ${alive} rss $r0 -> $r1 -> $r2 KiB, fds $f0 -> $f1 -> $f2" >&2
 	stop_proxy "$t"
+}
+
+for t in "${proxies[@]}"; do
+	idle_run "$t" gradual
+	idle_run "$t" burst
 done
 
 # ---- CPS and throughput, rounds in rotating order ----
+nt=${#targets[@]}
 for t in "${proxies[@]}"; do start_proxy "$t"; done
-for r in $(seq "$rounds"); do
-	for i in 0 1 2 3; do
-		t=${targets[$(((i + r - 1) % 4))]}
-		x=()
-		[ "$t" = direct ] || x=(-x "127.0.0.1:${port[$t]}")
-		run_load cps "$t" "$r" cps "${x[@]}" -d "127.0.0.1:$echo_port" -c "$workers" \
-			-w "$warm_s" -t "$cps_s" -p 64
+xarg() { [ "$1" = direct ] || echo "-x 127.0.0.1:${port[$1]}"; }
+for phase in cps cps512; do
+	c=$workers
+	[ "$phase" = cps512 ] && c=512
+	for r in $(seq "$rounds"); do
+		for i in $(seq 0 $((nt - 1))); do
+			t=${targets[$(((i + r - 1) % nt))]}
+			# shellcheck disable=SC2046
+			run_load "$phase" "$t" "$r" cps $(xarg "$t") -d "127.0.0.1:$echo_port" -c "$c" \
+				-w "$warm_s" -t "$cps_s" -p 64
+		done
 	done
 done
-# Unloaded latency: one worker, once; the saturated p50 above is mostly queueing.
+# One client, once per target: unloaded latency, and connections/s at 1.
 for t in "${targets[@]}"; do
-	x=()
-	[ "$t" = direct ] || x=(-x "127.0.0.1:${port[$t]}")
-	run_load lat "$t" 1 cps "${x[@]}" -d "127.0.0.1:$echo_port" -c 1 -w 0.5 -t "$lat_s" -p 64
+	# shellcheck disable=SC2046
+	run_load lat "$t" 1 cps $(xarg "$t") -d "127.0.0.1:$echo_port" -c 1 -w 0.5 -t "$lat_s" -p 64
 done
 for r in $(seq "$rounds"); do
-	for i in 0 1 2 3; do
-		t=${targets[$(((i + r - 1) % 4))]}
-		x=()
-		[ "$t" = direct ] || x=(-x "127.0.0.1:${port[$t]}")
-		run_load s1 "$t" "$r" stream "${x[@]}" -c 1 \
-			-b "$stream_bytes" -t "$stream_s"
-		run_load s8 "$t" "$r" stream "${x[@]}" -c 8 \
-			-b "$stream_bytes" -t "$stream_s"
+	for i in $(seq 0 $((nt - 1))); do
+		t=${targets[$(((i + r - 1) % nt))]}
+		for n in 1 8; do
+			# shellcheck disable=SC2046
+			run_load "s${n}up" "$t" "$r" stream $(xarg "$t") -c "$n" -b "$stream_bytes" -t "$stream_s"
+			# shellcheck disable=SC2046
+			run_load "s${n}down" "$t" "$r" stream $(xarg "$t") -c "$n" -b "$stream_bytes" -t "$stream_s" -r
+		done
 	done
 done
 for t in "${proxies[@]}"; do stop_proxy "$t"; done
@@ -322,8 +377,8 @@ for t in "${proxies[@]}"; do stop_proxy "$t"; done
 for w in $sp_workers; do
 	t=sockpool-w$w
 	port[$t]=$(pick_port)
-	sed -e "s/^listen = .*/listen = 127.0.0.1:${port[$t]}/" -e "/^\[server\]/a workers = $w" \
-		"$tmp/sockpool.ini" >"$tmp/$t.ini"
+	sed -e "s/^listen = .*/listen = 127.0.0.1:${port[$t]}/" -e "s/^workers = .*/workers = $w/" \
+		"$tmp/sockpool-splice.ini" >"$tmp/$t.ini"
 	start_proxy "$t"
 	for r in $(seq "$rounds"); do
 		run_load cps "$t" "$r" cps -x "127.0.0.1:${port[$t]}" -d "127.0.0.1:$echo_port" \
@@ -337,18 +392,34 @@ clk=$(getconf CLK_TCK)
 
 median() { sort -g | awk '{ v[n++] = $1 } END { if (!n) print "nan"; else print (n % 2) ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2 }'; }
 
-# Median over rounds of one value: phase target key (cpu_us_per_conn, the
-# proxy's CPU, and load_us_per_conn, the load generator's and the destination
-# server's, are derived).
+# One value of a results line, derived ones included: cpu_us_per_conn (the
+# proxy's CPU), load_us_per_conn (load generator and destination server),
+# total_us_per_conn (both), cpu_s_per_gb (the proxy's CPU seconds per 10^9
+# bytes relayed), load_s_per_gb (the stream client's, sink or source thread
+# included), idle_kib / idle_pss_kib (per idle connection), idle_fds (per
+# idle connection), after_pct (RSS after close against before, percent).
+value_awk='
+	function value(k) {
+		# A tree whose children exited unreaped by its root loses their
+		# CPU (dante): no figure rather than a wrong one.
+		if ((k == "cpu_us_per_conn" || k == "cpu_s_per_gb" || k == "total_us_per_conn") && f["cpu_ticks"] < 0) return "nan"
+		if (k == "cpu_us_per_conn") return f["ok_total"] ? f["cpu_ticks"] * 1e6 / clk / f["ok_total"] : "nan"
+		if (k == "load_us_per_conn") return f["ok_total"] ? (f["cpu_us"] + f["srv_ticks"] * 1e6 / clk) / f["ok_total"] : "nan"
+		if (k == "total_us_per_conn") return f["ok_total"] ? (f["cpu_us"] + (f["srv_ticks"] + f["cpu_ticks"]) * 1e6 / clk) / f["ok_total"] : "nan"
+		if (k == "cpu_s_per_gb") return f["bytes"] ? f["cpu_ticks"] / clk / (f["bytes"] / 1e9) : "nan"
+		if (k == "load_s_per_gb") return f["bytes"] ? f["cpu_us"] / 1e6 / (f["bytes"] / 1e9) : "nan"
+		if (k == "idle_kib") return f["opened"] ? (f["rss1"] - f["rss0"]) / f["opened"] : "nan"
+		if (k == "idle_pss_kib") return f["opened"] ? (f["pss1"] - f["pss0"]) / f["opened"] : "nan"
+		if (k == "idle_fds") return f["opened"] ? (f["fds1"] - f["fds0"]) / f["opened"] : "nan"
+		if (k == "after_pct") return f["rss0"] ? (f["rss2"] - f["rss0"]) * 100 / f["rss0"] : "nan"
+		return (k in f) ? f[k] : "nan"
+	}
+	function parse() { delete f; for (i = 4; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }'
+
+# Median over rounds of one value: phase target key.
 med() {
-	awk -v ph="$1" -v tg="$2" -v k="$3" -v clk="$clk" '
-		$1 == ph && $2 == tg {
-			for (i = 4; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-			if (k == "cpu_us_per_conn") print (f["ok_total"] ? f["cpu_ticks"] * 1e6 / clk / f["ok_total"] : 0)
-			else if (k == "load_us_per_conn") print (f["ok_total"] ? (f["cpu_us"] + f["srv_ticks"] * 1e6 / clk) / f["ok_total"] : 0)
-			else if (k == "total_us_per_conn") print (f["ok_total"] ? (f["cpu_us"] + (f["srv_ticks"] + f["cpu_ticks"]) * 1e6 / clk) / f["ok_total"] : 0)
-			else print f[k]
-		}' "$results" | median
+	awk -v ph="$1" -v tg="$2" -v k="$3" -v clk="$clk" "$value_awk"'
+		$1 == ph && $2 == tg { parse(); v = value(k); if (v != "nan") print v }' "$results" | median
 }
 
 # Sum of errors over rounds: phase target.
@@ -358,89 +429,139 @@ errs() {
 		END { print s + 0 }' "$results"
 }
 
-# Median over rounds of sockpool's value divided by another target's (or by
-# the best peer's: "best" = the higher of microsocks and dante, "best_low"
-# = the lower), each round's ratio from that round's own runs. With
-# inverse = 1 the other's value is divided by sockpool's: for costs, so the
-# ratio reads like one of rates.
-ratio() { # phase key other [inverse]
-	awk -v ph="$1" -v k="$2" -v other="$3" -v inv="${4:-0}" -v clk="$clk" '
-		$1 == ph {
-			for (i = 4; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-			if (k == "cpu_us_per_conn") val[$3, $2] = f["ok_total"] ? f["cpu_ticks"] * 1e6 / clk / f["ok_total"] : 0
-			else if (k == "total_us_per_conn") val[$3, $2] = f["ok_total"] ? (f["cpu_us"] + (f["srv_ticks"] + f["cpu_ticks"]) * 1e6 / clk) / f["ok_total"] : 0
-			else val[$3, $2] = f[k]
-			rounds[$3] = 1
-		}
+# Median over rounds of self's value divided by another target's, each
+# round's ratio from that round's own runs. other: a target, "best" (the
+# higher of microsocks and dante) or "best_low" (the lower). With inverse = 1
+# the other's value is divided by self's: for costs, so the ratio reads like
+# one of rates.
+ratio() { # phase key self other [inverse]
+	awk -v ph="$1" -v k="$2" -v self="$3" -v other="$4" -v inv="${5:-0}" -v clk="$clk" "$value_awk"'
+		$1 == ph { parse(); val[$3, $2] = value(k); rounds[$3] = 1 }
 		END {
 			for (r in rounds) {
-				s = val[r, "sockpool"]
+				s = val[r, self]
 				m = val[r, "microsocks"]; d = val[r, "dante"]
 				if (other == "best") o = (m > d) ? m : d
 				else if (other == "best_low") o = (m < d) ? m : d
 				else o = val[r, other]
+				if (s == "nan" || o == "nan" || s == "" || o == "") continue
 				if (inv && s > 0) print o / s
 				else if (!inv && o > 0) print s / o
 			}
 		}' "$results" | median | awk '{ if ($1 == "nan") print; else printf "%.2f\n", $1 }'
 }
 
-best_peer() { # phase key: the peer with the higher median
+best_peer() { # phase key [low]: the peer with the higher (low: lower) median
 	local a b
 	a=$(med "$1" microsocks "$2") b=$(med "$1" dante "$2")
-	awk -v a="$a" -v b="$b" 'BEGIN { print (a >= b) ? "microsocks" : "dante" }'
+	awk -v a="$a" -v b="$b" -v low="${3:-0}" 'BEGIN {
+		if (b == "nan" || (low ? a <= b : a >= b)) print "microsocks"; else print "dante" }'
 }
 
-fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "nan") print "–"; else printf "%.*f\n", d, v }'; }
+fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "nan" || v == "") print "–"; else printf "%.*f\n", d, v }'; }
 with_err() { # figure errors
 	if [ "$2" -gt 0 ]; then echo "$1 (**$2 errors**)"; else echo "$1"; fi
 }
 yesno() { awk -v v="$1" -v op="$2" -v lim="$3" 'BEGIN {
+	if (v == "nan" || v == "") { print "**not measured**"; exit }
 	ok = (op == ">=") ? (v >= lim) : (v <= lim); print ok ? "**met**" : "**not met**" }'; }
 
-per_conn() { # target -> KiB per idle relayed connection (VmRSS, Pss)
-	local t=$1 n
-	n=$(field "${idle_line[$t]}" opened)
-	awk -v a="${rss1[$t]}" -v b="${rss0[$t]}" -v c="${pss1[$t]}" -v d="${pss0[$t]}" -v n="$n" \
-		'BEGIN { if (n > 0) printf "%.2f %.2f\n", (a - b) / n, (c - d) / n; else print "nan nan" }'
+# One table row: label, then a cell per target from `cell_fn target`, then
+# the ratio cells given.
+row() { # label cell_fn ratio-cells...
+	local label=$1 fn=$2 t line
+	shift 2
+	line="| $label |"
+	for t in "${targets[@]}"; do line="$line $($fn "$t") |"; done
+	for t in "$@"; do line="$line $t |"; done
+	echo "$line"
 }
 
-row_cps=() row_p=() row_lat=() row_cpu=() row_load=() row_tot=() row_s1=() row_s8=()
-for t in "${targets[@]}"; do
-	e=$(errs cps "$t")
-	row_cps+=("$(with_err "$(fmt "$(med cps "$t" cps)")" "$e")")
-	row_p+=("$(fmt "$(med cps "$t" p50_us)") / $(fmt "$(med cps "$t" p99_us)")")
-	row_lat+=("$(with_err "$(fmt "$(med lat "$t" p50_us)") / $(fmt "$(med lat "$t" p99_us)")" "$(errs lat "$t")")")
-	if [ "$t" = direct ]; then row_cpu+=("–"); else row_cpu+=("$(fmt "$(med cps "$t" cpu_us_per_conn)")"); fi
-	row_load+=("$(fmt "$(med cps "$t" load_us_per_conn)")")
-	row_tot+=("$(fmt "$(med cps "$t" total_us_per_conn)")")
-	row_s1+=("$(with_err "$(fmt "$(med s1 "$t" mbps)")" "$(errs s1 "$t")")")
-	row_s8+=("$(with_err "$(fmt "$(med s8 "$t" mbps)")" "$(errs s8 "$t")")")
-done
-bp_cps=$(best_peer cps cps) bp_s1=$(best_peer s1 mbps) bp_s8=$(best_peer s8 mbps)
-r_cps_d=$(ratio cps cps direct) r_cps_b=$(ratio cps cps best)
-r_cpu_b=$(ratio cps cpu_us_per_conn best_low)
-r_tot_d=$(ratio cps total_us_per_conn direct 1) r_tot_b=$(ratio cps total_us_per_conn best_low 1)
-bp_tot=$(awk -v a="$(med cps microsocks total_us_per_conn)" -v b="$(med cps dante total_us_per_conn)" \
-	'BEGIN { print (a <= b) ? "microsocks" : "dante" }')
-bp_cpu=$(awk -v a="$(med cps microsocks cpu_us_per_conn)" -v b="$(med cps dante cpu_us_per_conn)" \
-	'BEGIN { print (a <= b) ? "microsocks" : "dante" }')
-r_s1_d=$(ratio s1 mbps direct) r_s1_b=$(ratio s1 mbps best)
-r_s8_d=$(ratio s8 mbps direct) r_s8_b=$(ratio s8 mbps best)
-
-declare -A kib pss
-for t in "${proxies[@]}"; do read -r "kib[$t]" "pss[$t]" < <(per_conn "$t"); done
-best_rss=$(awk -v a="${kib[microsocks]}" -v b="${kib[dante]}" 'BEGIN { print (a <= b) ? "microsocks" : "dante" }')
-r_rss=$(awk -v s="${kib[sockpool]}" -v b="${kib[$best_rss]}" 'BEGIN { if (b > 0) printf "%.2f\n", s / b; else print "nan" }')
+cps_cell() { with_err "$(fmt "$(med "$ph" "$1" cps)")" "$(errs "$ph" "$1")"; }
+lat_cell() { with_err "$(fmt "$(med "$ph" "$1" p50_us)") / $(fmt "$(med "$ph" "$1" p99_us)")" "$(errs "$ph" "$1")"; }
+cpu_cell() { if [ "$1" = direct ]; then echo "–"; else fmt "$(med "$ph" "$1" cpu_us_per_conn)"; fi; }
+load_cell() { fmt "$(med "$ph" "$1" load_us_per_conn)"; }
+tot_cell() { fmt "$(med "$ph" "$1" total_us_per_conn)"; }
+mbps_cell() { with_err "$(fmt "$(med "$ph" "$1" mbps)")" "$(errs "$ph" "$1")"; }
+gb_cell() { if [ "$1" = direct ]; then echo "–"; else fmt "$(med "$ph" "$1" cpu_s_per_gb)" 2; fi; }
+lgb_cell() { fmt "$(med "$ph" "$1" load_s_per_gb)" 2; }
 idle_cell() {
 	local t=$1 o e a
-	o=$(field "${idle_line[$t]}" opened) e=$(field "${idle_line[$t]}" errors)
-	a=$(field "${alive_line[$t]}" alive)
-	local s="${kib[$t]} (Pss ${pss[$t]})"
-	if [ "${e:-1}" -gt 0 ] || [ "${a:-0}" != "$o" ] || [ "$o" != "$idle_n" ]; then
-		s="$s (**opened $o, alive $a, errors $e**)"
+	if [ "$t" = direct ]; then echo "–"; return; fi
+	o=$(med "$ph" "$t" opened) e=$(med "$ph" "$t" errors) a=$(med "$ph" "$t" alive)
+	local c
+	c="$(fmt "$(med "$ph" "$t" idle_kib)" 2) (Pss $(fmt "$(med "$ph" "$t" idle_pss_kib)" 2))"
+	if [ "${e:-1}" != 0 ] || [ "$a" != "$o" ] || [ "$o" != "$idle_n" ]; then
+		c="$c (**opened $o, alive $a, errors $e**)"
 	fi
-	echo "$s"
+	echo "$c"
+}
+fds_cell() { if [ "$1" = direct ]; then echo "–"; else fmt "$(med "$ph" "$1" idle_fds)" 2; fi; }
+after_cell() {
+	if [ "$1" = direct ]; then echo "–"; return; fi
+	echo "$(fmt "$(med "$ph" "$1" rss0)") → $(fmt "$(med "$ph" "$1" rss1)") → $(fmt "$(med "$ph" "$1" rss2)") (+$(fmt "$(med "$ph" "$1" after_pct)" 1)%)"
+}
+
+# Ratio cells for a rate (higher is better): splice/direct copy/direct splice/best copy/best.
+rate_ratios() { # phase key
+	local bp
+	bp=$(best_peer "$1" "$2")
+	echo "$(ratio "$1" "$2" sockpool-splice direct)" "$(ratio "$1" "$2" sockpool-copy direct)" \
+		"$(ratio "$1" "$2" sockpool-splice best) ($bp)" "$(ratio "$1" "$2" sockpool-copy best) ($bp)"
+}
+# For a cost: other / sockpool, against the cheaper peer.
+cost_ratios() { # phase key [with-direct]
+	local bp d1="" d2=""
+	bp=$(best_peer "$1" "$2" 1)
+	if [ "${3:-0}" = 1 ]; then d1=$(ratio "$1" "$2" sockpool-splice direct 1) d2=$(ratio "$1" "$2" sockpool-copy direct 1); fi
+	echo "$d1" "$d2" "$(ratio "$1" "$2" sockpool-splice best_low 1) ($bp)" "$(ratio "$1" "$2" sockpool-copy best_low 1) ($bp)"
+}
+mem_ratios() { # phase key: sockpool / the lower peer (lower is better)
+	local bp b s1 s2
+	bp=$(best_peer "$1" "$2" 1)
+	b=$(med "$1" "$bp" "$2") s1=$(med "$1" sockpool-splice "$2") s2=$(med "$1" sockpool-copy "$2")
+	awk -v s1="$s1" -v s2="$s2" -v b="$b" -v bp="$bp" 'BEGIN {
+		if (b > 0 && s1 != "nan") printf "%.2f (%s) ", s1 / b, bp; else printf "– (%s) ", bp
+		if (b > 0 && s2 != "nan") printf "%.2f (%s)\n", s2 / b, bp; else printf "– (%s)\n", bp }'
+}
+
+table() {
+	local -a rr
+	echo "| | direct | sockpool splice | sockpool copy | microsocks | dante | splice / direct | copy / direct | splice / best peer | copy / best peer |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	ph=lat; read -ra rr <<<"$(rate_ratios lat cps)"
+	row "connections/s, 1 client" cps_cell "${rr[0]}" "${rr[1]}" "${rr[2]} ${rr[3]}" "${rr[4]} ${rr[5]}"
+	ph=cps; read -ra rr <<<"$(rate_ratios cps cps)"
+	row "connections/s, $workers clients" cps_cell "${rr[0]}" "${rr[1]}" "${rr[2]} ${rr[3]}" "${rr[4]} ${rr[5]}"
+	ph=cps512; read -ra rr <<<"$(rate_ratios cps512 cps)"
+	row "connections/s, 512 clients" cps_cell "${rr[0]}" "${rr[1]}" "${rr[2]} ${rr[3]}" "${rr[4]} ${rr[5]}"
+	ph=lat; row "CONNECT→reply p50 / p99, µs, 1 client (direct: connect)" lat_cell "" "" "" ""
+	ph=cps; row "CONNECT→reply p50 / p99, µs, $workers clients" lat_cell "" "" "" ""
+	ph=cps512; row "CONNECT→reply p50 / p99, µs, 512 clients" lat_cell "" "" "" ""
+	ph=cps; read -ra rr <<<"$(cost_ratios cps cpu_us_per_conn)"
+	row "proxy CPU per connection, µs, $workers clients" cpu_cell "" "" "${rr[0]} ${rr[1]}" "${rr[2]} ${rr[3]}"
+	ph=cps512; read -ra rr <<<"$(cost_ratios cps512 cpu_us_per_conn)"
+	row "proxy CPU per connection, µs, 512 clients" cpu_cell "" "" "${rr[0]} ${rr[1]}" "${rr[2]} ${rr[3]}"
+	ph=cps; row "client + destination CPU per connection, µs, $workers clients" load_cell "" "" "" ""
+	read -ra rr <<<"$(cost_ratios cps total_us_per_conn 1)"
+	row "all CPU per connection, µs, $workers clients (ratios: CPU-normalised CPS)" tot_cell "${rr[0]}" "${rr[1]}" "${rr[2]} ${rr[3]}" "${rr[4]} ${rr[5]}"
+	for s in s1up s1down s8up s8down; do
+		local label="1 stream"
+		[ "${s:1:1}" = 8 ] && label="8 streams"
+		local dir="up (client → destination)"
+		[ "${s#s?}" = down ] && dir="down (destination → client)"
+		ph=$s; read -ra rr <<<"$(rate_ratios "$s" mbps)"
+		row "$label $dir, MB/s" mbps_cell "${rr[0]}" "${rr[1]}" "${rr[2]} ${rr[3]}" "${rr[4]} ${rr[5]}"
+		read -ra rr <<<"$(cost_ratios "$s" cpu_s_per_gb)"
+		row "$label $dir, proxy CPU s per GB" gb_cell "" "" "${rr[0]} ${rr[1]}" "${rr[2]} ${rr[3]}"
+		row "$label $dir, client + destination CPU s per GB" lgb_cell "" "" "" ""
+	done
+	for m in gradual burst; do
+		ph=idle-$m; read -ra rr <<<"$(mem_ratios "idle-$m" idle_kib)"
+		row "RSS per idle relayed connection, KiB, $m (ratios: lower is better)" idle_cell "" "" "${rr[0]} ${rr[1]}" "${rr[2]} ${rr[3]}"
+	done
+	ph=idle-burst; row "fds per idle relayed connection, burst" fds_cell "" "" "" ""
+	ph=idle-burst; row "RSS before → holding → after the burst closed, KiB (after vs before)" after_cell "" "" "" ""
 }
 
 machine="\`nproc\` = $(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g'), kernel $(uname -r), load average before the run $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -450,6 +571,38 @@ versions="$("$sockpool" --version 2>&1 | head -1) (tree $(git -C "$top" describe
 idle_note="$idle_n"
 [ "$idle_n" = "$idle_req" ] || idle_note="$idle_n (asked for $idle_req; open-files hard limit $nofile allows 2 sockets each)"
 
+target_rows() {
+	local v w
+	for relay in splice copy; do
+		v=$(fmt "$(med idle-burst "sockpool-$relay" idle_kib)" 2)
+		echo "| ≤ 2 KiB RSS per idle relayed connection after a burst, relay = $relay | $v KiB | $(yesno "$v" "<=" 2) |"
+	done
+	for relay in splice copy; do
+		v=$(fmt "$(med idle-burst "sockpool-$relay" after_pct)" 1)
+		echo "| RSS within 10% of before once the burst closed, relay = $relay | +$v% | $(yesno "$v" "<=" 10) |"
+	done
+	v=$(fmt "$(med idle-burst sockpool-splice idle_fds)" 2)
+	echo "| 2 fds per idle relayed connection (splice) | $v | $(yesno "$v" "<=" 2.05) |"
+	for s in s1up s1down s8up s8down; do
+		for relay in splice copy; do
+			v=$(ratio "$s" mbps "sockpool-$relay" direct)
+			echo "| throughput ≥ 0.8× direct, $s, relay = $relay | ${v}× | $(yesno "$v" ">=" 0.8) |"
+		done
+	done
+	for s in s1up s1down; do
+		v=$(fmt "$(med "$s" sockpool-splice cpu_s_per_gb)" 2) w=$(fmt "$(med "$s" sockpool-copy cpu_s_per_gb)" 2)
+		echo "| proxy CPU per GB, splice below copy, $s | $v s vs $w s | $(awk -v a="$v" -v b="$w" 'BEGIN { print (a < b) ? "**met**" : "**not met**" }') |"
+	done
+	for relay in splice copy; do
+		v=$(fmt "$(med cps "sockpool-$relay" cpu_us_per_conn)")
+		echo "| proxy CPU ≤ 100 µs per connection, relay = $relay | $v µs | $(yesno "$v" "<=" 100) |"
+	done
+	for relay in splice copy; do
+		v=$(ratio cps cps "sockpool-$relay" best) w=$(ratio cps total_us_per_conn "sockpool-$relay" best_low 1)
+		echo "| CPS ≥ 1.5× the best peer, $workers clients, relay = $relay | ${v}× (CPU-normalised ${w}×) | $(yesno "$v" ">=" 1.5) (CPU-normalised $(yesno "$w" ">=" 1.5)) |"
+	done
+}
+
 report() {
 	cat <<EOF
 ### Run of $when
@@ -457,31 +610,18 @@ report() {
 - Machine: $machine
 - Command: \`$cmdline\` (build: \`meson setup $(basename "$build") --buildtype=release\`, \`ninja -C $(basename "$build") proxy/sockpool tests/bench/socks_load\`; socks_load at -O2)
 - Versions: $versions
-- $rounds round(s); each figure is the median over rounds, each ratio the median of the per-round ratios (sockpool and the other target measured one after the other in the same round). CPS: $workers workers, ${cps_s} s measured after ${warm_s} s warm-up, 64 B each way; the 1-worker latency row is one ${lat_s} s run per target. Throughput: $(awk -v b="$stream_bytes" 'BEGIN { printf "%.0f MiB", b / 1048576 }') or ${stream_s} s, whichever first, MB = 10^6 bytes. Idle: $idle_note connections per proxy, each proxy freshly started.
+- Settings: sockpool \`workers = auto\` (one event loop unless the tree acts on it), once with \`relay = splice\` and once with \`relay = copy\`; microsocks as packaged (it has no tuning options); dante \`-N $dante_n\` (one main server per CPU, its advice for busy servers).
+- $rounds round(s); each figure is the median over rounds, each ratio the median of the per-round ratios (sockpool and the other target measured one after the other in the same round). CPS: 1, $workers and 512 clients, ${cps_s} s measured after ${warm_s} s warm-up (1 client: one ${lat_s} s run per target), 64 B each way. Throughput: $(awk -v b="$stream_bytes" 'BEGIN { printf "%.0f MiB", b / 1048576 }') or ${stream_s} s, whichever first, MB = 10^6 bytes, GB = 10^9 bytes. Idle: $idle_note connections per proxy, each proxy freshly started, opened 128 at a time (gradual) and all at once (burst).
 
-| | direct | sockpool | microsocks | dante | sockpool / direct | sockpool / best peer |
-|---|---|---|---|---|---|---|
-| connections/s | ${row_cps[0]} | ${row_cps[1]} | ${row_cps[2]} | ${row_cps[3]} | $r_cps_d | $r_cps_b ($bp_cps) |
-| CONNECT→reply p50 / p99, µs, $workers workers (direct: connect) | ${row_p[0]} | ${row_p[1]} | ${row_p[2]} | ${row_p[3]} | | |
-| CONNECT→reply p50 / p99, µs, 1 worker (direct: connect) | ${row_lat[0]} | ${row_lat[1]} | ${row_lat[2]} | ${row_lat[3]} | | |
-| proxy CPU per connection, µs | ${row_cpu[0]} | ${row_cpu[1]} | ${row_cpu[2]} | ${row_cpu[3]} | | $r_cpu_b ($bp_cpu, lower is better) |
-| client + destination CPU per connection, µs | ${row_load[0]} | ${row_load[1]} | ${row_load[2]} | ${row_load[3]} | | |
-| all CPU per connection (client + destination + proxy), µs | ${row_tot[0]} | ${row_tot[1]} | ${row_tot[2]} | ${row_tot[3]} | $r_tot_d (CPU-normalised CPS ratio) | $r_tot_b ($bp_tot, CPU-normalised CPS ratio) |
-| 1 stream, MB/s | ${row_s1[0]} | ${row_s1[1]} | ${row_s1[2]} | ${row_s1[3]} | $r_s1_d | $r_s1_b ($bp_s1) |
-| 8 streams, MB/s | ${row_s8[0]} | ${row_s8[1]} | ${row_s8[2]} | ${row_s8[3]} | $r_s8_d | $r_s8_b ($bp_s8) |
-| RSS per idle relayed connection, KiB | – | $(idle_cell sockpool) | $(idle_cell microsocks) | $(idle_cell dante) | | $r_rss ($best_rss, lower is better) |
+$(table)
 
-CPU-normalised CPS ratio: the other target's total CPU per connection divided by sockpool's, i.e. the connections/s ratio if every process had the CPU it needs. On a shared machine it moves much less than the wall-clock ratio, which also measures how the scheduler split the CPUs in that round.
+CPU-normalised CPS ratio: the other target's total CPU per connection divided by sockpool's, i.e. the connections/s ratio if every process had the CPU it needs. On a shared machine it moves much less than the wall-clock ratio, which also measures how the scheduler split the CPUs in that round. Proxy CPU per GB: the proxy's utime + stime over the stream run divided by the bytes that arrived.
 
-Idle RSS: VmRSS summed over the proxy's processes, after minus before, divided by the connections opened (Pss likewise; it shares library pages between dante's processes). Processes before → after: sockpool ${nproc0[sockpool]} → ${nproc1[sockpool]}, microsocks ${nproc0[microsocks]} → ${nproc1[microsocks]} (threads not counted), dante ${nproc0[dante]} → ${nproc1[dante]}. Every idle connection was proven with a 1-byte echo before the measurement and again after it.
+Idle RSS: VmRSS summed over the proxy's processes, after minus before, divided by the connections opened (Pss likewise; it shares library pages between dante's processes). "After": once the loader closed every connection and the proxy had closed both sides of each (no connection established or in CLOSE-WAIT left on its port or to the hold port). Every idle connection was proven with a 1-byte echo before the measurement and again after it.
 
 | SPEC 7 target | today | |
 |---|---|---|
-| CPS with source binding ≥ 0.5× direct | ${r_cps_d}× (CPU-normalised ${r_tot_d}×) | $(yesno "$r_cps_d" ">=" 0.5) (CPU-normalised $(yesno "$r_tot_d" ">=" 0.5)) |
-| CPS with source binding ≥ 1.3× the best peer | ${r_cps_b}× ($bp_cps) (CPU-normalised ${r_tot_b}×, $bp_tot) | $(yesno "$r_cps_b" ">=" 1.3) (CPU-normalised $(yesno "$r_tot_b" ">=" 1.3)) |
-| throughput ≥ 0.6× direct, 1 stream | ${r_s1_d}× | $(yesno "$r_s1_d" ">=" 0.6) |
-| throughput ≥ 0.6× direct, 8 streams | ${r_s8_d}× | $(yesno "$r_s8_d" ">=" 0.6) |
-| ≤ 4 KiB RSS per idle relayed connection | ${kib[sockpool]} KiB | $(yesno "${kib[sockpool]}" "<=" 4) |
+$(target_rows)
 EOF
 	if [ "$any_errors" = 1 ]; then
 		echo
@@ -494,13 +634,13 @@ report_workers() {
 	local w t c1 u1 c u tot
 	[ -n "$sp_workers" ] || return 0
 	c1=$(med cps sockpool-w1 cps) u1=$(med cps sockpool-w1 cpu_us_per_conn)
-	cat <<EOF
+	cat <<EOT
 
-sockpool's own \`workers\` (same config, CPS as above, $rounds round(s) each, run one after the other; \`auto\` = $(nproc) here). On this machine the load generator and the destination server share the same CPUs, so the wall-clock CPS measures the split of $(nproc) CPUs between them; the CPU per connection is what a worker costs.
+sockpool's own \`workers\` (the sockpool splice config, CPS as above, $rounds round(s) each, run one after the other; \`auto\` = $(nproc) here). On this machine the load generator and the destination server share the same CPUs, so the wall-clock CPS measures the split of $(nproc) CPUs between them; the CPU per connection is what a worker costs.
 
 | sockpool workers | connections/s | proxy CPU per connection, µs | all CPU per connection, µs | CPS vs workers = 1 | proxy CPU per connection vs workers = 1 |
 |---|---|---|---|---|---|
-EOF
+EOT
 	for w in $sp_workers; do
 		t=sockpool-w$w
 		c=$(med cps "$t" cps) u=$(med cps "$t" cpu_us_per_conn) tot=$(med cps "$t" total_us_per_conn)

@@ -8,12 +8,14 @@
  *   socks_load cps    [-x PROXY] -d ECHO [-c WORKERS] [-w WARMUP_S] [-t DURATION_S] [-p PAYLOAD]
  *       Each worker loops: connect, greeting, CONNECT, reply, PAYLOAD bytes each
  *       way, EOF, close. Without -x it connects to the destination directly.
- *   socks_load stream [-x PROXY] [-c STREAMS] [-b TOTAL_BYTES] [-t MAX_S]
+ *   socks_load stream [-x PROXY] [-c STREAMS] [-b TOTAL_BYTES] [-t MAX_S] [-r]
  *       Pushes TOTAL_BYTES (split evenly over the streams, each announced in an
  *       8-byte header) or for MAX_S seconds, whichever first, to a sink on a
  *       thread of its own, which counts what arrives. Counting at the sink
  *       rather than through acknowledgements keeps the result independent of
- *       how fairly a proxy serves the reverse direction.
+ *       how fairly a proxy serves the reverse direction. With -r the other
+ *       way: the header asks a source on that thread for the bytes, and the
+ *       client counts what arrives ("down", destination -> client).
  *   socks_load idle    -x PROXY  -d HOLD [-n CONNS] [-c CONCURRENCY] [-t HOLD_S]
  *       Opens CONNS relayed connections (each proven with a 1-byte echo), prints
  *       its RESULT and holds them. SIGUSR1 pings every one and exits; SIGTERM
@@ -135,7 +137,17 @@ static void ep_ctl(int ep, int op, int fd, uint32_t events, void *ptr)
 
 /* ---- serve ---- */
 
-enum srv_kind { SRV_LISTEN_ECHO, SRV_LISTEN_SINK, SRV_LISTEN_HOLD, SRV_ECHO, SRV_SINK, SRV_HOLD };
+/* Listening kinds first, in the same order as the connection kinds. */
+enum srv_kind {
+	SRV_LISTEN_ECHO,
+	SRV_LISTEN_SINK,
+	SRV_LISTEN_HOLD,
+	SRV_LISTEN_SOURCE,
+	SRV_ECHO,
+	SRV_SINK,
+	SRV_HOLD,
+	SRV_SOURCE
+};
 
 struct srv_conn {
 	struct srv_conn *prev, *next; /* open connections, freed at exit */
@@ -144,7 +156,7 @@ struct srv_conn {
 	uint8_t hdr_got;
 	uint8_t hdr[8];
 	uint32_t echoed;
-	uint64_t want, got;
+	uint64_t want, got; /* SRV_SOURCE: got counts bytes sent */
 };
 
 struct srv {
@@ -157,6 +169,7 @@ struct srv {
 	atomic_uint_fast64_t sink_complete; /* connections that got all they announced */
 	atomic_bool stop;
 	char buf[1 << 20];
+	char chunk[STREAM_CHUNK]; /* what SRV_SOURCE sends */
 };
 
 static int srv_listen(struct srv_conn *lc, enum srv_kind kind, int ep)
@@ -294,6 +307,45 @@ static void srv_on_sink(struct srv *s, struct srv_conn *c)
 	}
 }
 
+/* The download direction: read the 8-byte length, write that many bytes as
+ * fast as the socket takes them, then half-close and wait for the client's
+ * close. */
+static void srv_on_source(struct srv *s, struct srv_conn *c)
+{
+	if (c->hdr_got < 8 || c->got == c->want) {
+		ssize_t n =
+		    recv(c->fd, c->hdr_got < 8 ? (void *)(c->hdr + c->hdr_got) : (void *)s->buf,
+			 c->hdr_got < 8 ? 8u - c->hdr_got : 4096, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0 || c->hdr_got == 8) {
+			srv_close(s, c); /* EOF, or bytes nobody asked for */
+			return;
+		}
+		c->hdr_got += (uint8_t)n;
+		if (c->hdr_got < 8)
+			return;
+		for (int k = 0; k < 8; k++)
+			c->want = c->want << 8 | c->hdr[k];
+		ep_ctl(s->ep, EPOLL_CTL_MOD, c->fd, EPOLLOUT, c);
+	}
+	while (c->got < c->want) {
+		uint64_t left = c->want - c->got;
+		ssize_t w = send(c->fd, s->chunk, left < STREAM_CHUNK ? (size_t)left : STREAM_CHUNK,
+				 MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			srv_close(s, c); /* the client decides what it means */
+			return;
+		}
+		c->got += (uint64_t)w;
+		atomic_fetch_add(&s->sink_bytes, (uint64_t)w);
+	}
+	shutdown(c->fd, SHUT_WR);
+	ep_ctl(s->ep, EPOLL_CTL_MOD, c->fd, EPOLLIN, c);
+}
+
 static void srv_on_hold(struct srv *s, struct srv_conn *c)
 {
 	ssize_t n = recv(c->fd, s->buf, 4096, 0);
@@ -318,6 +370,7 @@ static void srv_run(struct srv *s, uint64_t end)
 			case SRV_LISTEN_ECHO:
 			case SRV_LISTEN_SINK:
 			case SRV_LISTEN_HOLD:
+			case SRV_LISTEN_SOURCE:
 				srv_accept(s, c);
 				break;
 			case SRV_ECHO:
@@ -328,6 +381,9 @@ static void srv_run(struct srv *s, uint64_t end)
 				break;
 			case SRV_HOLD:
 				srv_on_hold(s, c);
+				break;
+			case SRV_SOURCE:
+				srv_on_source(s, c);
 				break;
 			}
 		}
@@ -765,6 +821,7 @@ struct stream {
 	struct hs hs;
 	enum stream_state st;
 	uint64_t want, sent;
+	uint64_t got; /* down: bytes arrived here */
 	size_t hdr_sent;
 	uint8_t hdr[8];
 };
@@ -820,6 +877,33 @@ static void stream_on_input(struct stream *s, struct stats *st)
 	stream_fail(s);
 }
 
+/* Down: the destination writes, the client counts what arrives. @return
+ * true when this stream has all it asked for. */
+static bool stream_on_download(struct stream *s, uint8_t *buf, struct stats *st)
+{
+	for (;;) {
+		ssize_t n = recv(s->hs.fd, buf, SINK_READ, 0);
+		if (n > 0) {
+			s->got += (uint64_t)n;
+			if (s->got > s->want) {
+				st->err[ERR_DATA]++;
+				stream_fail(s);
+				return false;
+			}
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return s->got == s->want;
+		if (n == 0 && s->got == s->want) {
+			stream_fail(s); /* done: the source half-closed after the last byte */
+			return true;
+		}
+		st->err[n == 0 ? ERR_EOF : ERR_RESET]++;
+		stream_fail(s);
+		return false;
+	}
+}
+
 static void *sink_main(void *arg)
 {
 	srv_run(arg, UINT64_MAX);
@@ -827,14 +911,14 @@ static void *sink_main(void *arg)
 }
 
 static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint64_t total,
-		      double max_s)
+		      double max_s, bool down)
 {
 	static struct srv sink;
 	struct srv_conn sink_listen;
 	struct client_cfg cfg = *cfg_in;
 	struct stats st = {0};
 	struct stream *ss = calloc(n_streams, sizeof *ss);
-	uint8_t *chunk = malloc(STREAM_CHUNK);
+	uint8_t *chunk = malloc(down ? SINK_READ : STREAM_CHUNK);
 	struct epoll_event evs[64];
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	pthread_t sink_thread;
@@ -846,11 +930,13 @@ static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint6
 		die("epoll_create1");
 	cfg.dest.sin_family = AF_INET;
 	cfg.dest.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cfg.dest.sin_port = htons((uint16_t)srv_listen(&sink_listen, SRV_LISTEN_SINK, sink.ep));
+	cfg.dest.sin_port = htons((uint16_t)srv_listen(
+	    &sink_listen, down ? SRV_LISTEN_SOURCE : SRV_LISTEN_SINK, sink.ep));
 	if (pthread_create(&sink_thread, NULL, sink_main, &sink) != 0)
 		die("pthread_create");
 	for (size_t i = 0; i < STREAM_CHUNK; i++)
-		chunk[i] = (uint8_t)(i * 7u);
+		chunk[i] = sink.chunk[i] = (uint8_t)(i * 7u);
+	uint64_t cpu0 = cpu_us();
 	uint64_t now = now_us();
 	uint64_t t_setup_end = now + PROGRESS_TIMEOUT_US;
 	for (unsigned i = 0; i < n_streams; i++) {
@@ -894,21 +980,29 @@ static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint6
 			failed += ss[i].st == ST_FAILED;
 		}
 	}
-	uint64_t started = 0;
+	uint64_t started = 0, down_complete = 0;
 	uint64_t t0 = now_us();
 	uint64_t t_end = t0 + (uint64_t)(max_s * 1e6);
 	for (unsigned i = 0; i < n_streams; i++) {
-		if (ss[i].st == ST_READY) {
+		if (ss[i].st != ST_READY)
+			continue;
+		started++;
+		if (!down) {
 			ss[i].st = ST_SENDING;
-			started++;
 			ep_ctl(ep, EPOLL_CTL_MOD, ss[i].hs.fd, EPOLLIN | EPOLLOUT, &ss[i]);
+		} else if (hs_write(&ss[i].hs, ss[i].hdr, 8, &st)) {
+			/* Down: the header asks the source for `want` bytes. */
+			ss[i].st = ST_SENT;
+		} else {
+			stream_fail(&ss[i]);
 		}
 	}
 	bool timed_out = false;
 	uint64_t t_stop;
 	for (;;) {
 		now = now_us();
-		if (atomic_load(&sink.sink_complete) >= started || got_term) {
+		if ((down ? down_complete : atomic_load(&sink.sink_complete)) >= started ||
+		    got_term) {
 			t_stop = now;
 			break;
 		}
@@ -930,6 +1024,11 @@ static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint6
 			struct stream *s = evs[i].data.ptr;
 			if (s->st != ST_SENDING && s->st != ST_SENT)
 				continue;
+			if (down) {
+				if (stream_on_download(s, chunk, &st))
+					down_complete++;
+				continue;
+			}
 			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 				stream_on_input(s, &st);
 			if (s->st == ST_SENDING && (evs[i].events & EPOLLOUT))
@@ -941,6 +1040,14 @@ static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint6
 	uint64_t sent = 0;
 	for (unsigned i = 0; i < n_streams; i++)
 		sent += ss[i].sent;
+	if (down) {
+		/* The source counted what it sent; what arrived is counted here. */
+		sent = got;
+		got = 0;
+		for (unsigned i = 0; i < n_streams; i++)
+			got += ss[i].got;
+		complete = (unsigned)down_complete;
+	}
 	atomic_store(&sink.stop, true);
 	pthread_join(sink_thread, NULL);
 	srv_close_all(&sink);
@@ -954,13 +1061,14 @@ static int cmd_stream(const struct client_cfg *cfg_in, unsigned n_streams, uint6
 		st.err[ERR_TIMEOUT]++; /* nothing got through: a stall, not a result */
 	st.err[ERR_DATA] += atomic_load(&sink.errors);
 	double secs = (double)(t_stop - t0) / 1e6;
-	printf("RESULT mode=stream target=%s streams=%u bytes=%" PRIu64
-	       " seconds=%.3f mbps=%.1f complete=%u limit=%s",
-	       cfg.direct ? "direct" : "proxy", n_streams, got, secs,
+	printf("RESULT mode=stream dir=%s target=%s streams=%u bytes=%" PRIu64
+	       " seconds=%.3f mbps=%.1f complete=%u limit=%s cpu_us=%" PRIu64,
+	       down ? "down" : "up", cfg.direct ? "direct" : "proxy", n_streams, got, secs,
 	       secs > 0 ? (double)got / secs / 1e6 : 0.0, complete,
 	       !started	   ? "none"
 	       : timed_out ? "time"
-			   : "bytes");
+			   : "bytes",
+	       cpu_us() - cpu0);
 	stats_print(&st);
 	printf("\n");
 	free(ss);
@@ -1139,7 +1247,7 @@ static void usage(void)
 		"usage: socks_load serve  [-p PAYLOAD] [-t MAX_S]\n"
 		"       socks_load cps    [-x PROXY] -d HOST:PORT [-c WORKERS] [-w WARMUP_S] [-t "
 		"SECONDS] [-p PAYLOAD]\n"
-		"       socks_load stream [-x PROXY] [-c STREAMS] [-b BYTES] [-t MAX_S]\n"
+		"       socks_load stream [-x PROXY] [-c STREAMS] [-b BYTES] [-t MAX_S] [-r]\n"
 		"       socks_load idle    -x PROXY  -d HOST:PORT [-n CONNS] [-c CONCURRENCY] [-t "
 		"HOLD_S]\n"
 		"PROXY and HOST are IPv4 literals; without -x the client connects directly.\n");
@@ -1150,7 +1258,7 @@ int main(int argc, char **argv)
 {
 	struct client_cfg cfg = {.direct = true};
 	const char *mode;
-	bool have_dest = false;
+	bool have_dest = false, down = false;
 	unsigned conc = 0, conns = 10000;
 	double secs = -1, warmup = 1;
 	size_t payload = 64;
@@ -1161,7 +1269,7 @@ int main(int argc, char **argv)
 		usage();
 	mode = argv[1];
 	optind = 2;
-	while ((opt = getopt(argc, argv, "x:d:c:w:t:p:b:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "x:d:c:w:t:p:b:n:r")) != -1) {
 		switch (opt) {
 		case 'x':
 			if (parse_hostport(optarg, &cfg.proxy) < 0)
@@ -1191,6 +1299,9 @@ int main(int argc, char **argv)
 		case 'n':
 			conns = (unsigned)strtoul(optarg, NULL, 10);
 			break;
+		case 'r':
+			down = true;
+			break;
 		default:
 			usage();
 		}
@@ -1203,7 +1314,7 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "serve") == 0)
 		return cmd_serve(payload, secs > 0 ? (unsigned)secs : 900);
 	if (strcmp(mode, "stream") == 0)
-		return cmd_stream(&cfg, conc ? conc : 1, bytes, secs > 0 ? secs : 5);
+		return cmd_stream(&cfg, conc ? conc : 1, bytes, secs > 0 ? secs : 5, down);
 	if (!have_dest)
 		usage();
 	if (strcmp(mode, "cps") == 0)

@@ -14,6 +14,8 @@ Environment:
                           after failing ones
   SOCKPOOL_TEST_WORKERS   `workers =` of every config make_config() writes
                           (default 1; meson's integration-w2 suite sets 2)
+  SOCKPOOL_TEST_RELAY     `splice` or `copy`: the `relay =` every config made
+                          by make_config() asks for (default: the binary's)
 """
 
 import collections
@@ -65,6 +67,7 @@ REP_ATYP_UNSUPPORTED = 8
 IP_BIND_ADDRESS_NO_PORT = 24
 
 SERVER_DEFAULTS = {
+    "relay": os.environ.get("SOCKPOOL_TEST_RELAY") or None,
     "admin_listen": "",
     "default_pool": "main",
     "connect_timeout": "5s",
