@@ -288,16 +288,12 @@ static void note_failure(struct pool_source *s, enum pool_failure kind, int err,
 	s->health.last_failure_ms = now_ms;
 }
 
-int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err, uint64_t now_ms)
+/* One failure of `kind` on a live source. `absent` (the address is gone
+ * from the host) fires the rule at once, whatever its trigger: there is no
+ * window to fill when the host itself says the source cannot work. */
+static void record_failure(struct pool_source *src, enum pool_failure kind, int err, bool absent,
+			   uint64_t now_ms)
 {
-	if (!src || (kind != POOL_FAILURE_UNPLUMBED && kind != POOL_FAILURE_PROXY_UNHEALTHY &&
-		     kind != POOL_FAILURE_PORTS_EXHAUSTED))
-		return -EINVAL;
-	if (!(src = live(src)))
-		return -ESTALE;
-	assert(!src->set->firing);
-	pool__run_due(src->set, now_ms);
-
 	struct pool_event ev = {
 	    .type = POOL_EVENT_FAILURE,
 	    .source = src,
@@ -309,16 +305,21 @@ int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err
 	note_failure(src, kind, ev.err, now_ms);
 	if (kind == POOL_FAILURE_PORTS_EXHAUSTED) {
 		emit(src->set, &ev);
-		return 0;
+		return;
 	}
 	const struct pool_rule *r = &src->rule[kind];
 	struct pool__window *w = &src->win[kind];
 	bool fires = false;
-	if (src->state == POOL_STATE_ELIGIBLE)
-		fires = window_push(w, r, now_ms) && r->enabled;
-	ev.errors = window_count(w, r, now_ms);
-	ev.trigger_count = w->cap;
-	ev.trigger_period_ms = w->cap > 1 ? r->period_ms : 0;
+	if (absent) {
+		fires = src->state == POOL_STATE_ELIGIBLE && r->enabled;
+		ev.errors = ev.trigger_count = 1;
+	} else {
+		if (src->state == POOL_STATE_ELIGIBLE)
+			fires = window_push(w, r, now_ms) && r->enabled;
+		ev.errors = window_count(w, r, now_ms);
+		ev.trigger_count = w->cap;
+		ev.trigger_period_ms = w->cap > 1 ? r->period_ms : 0;
+	}
 	emit(src->set, &ev);
 	if (fires) {
 		window_clear(w);
@@ -326,6 +327,18 @@ int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err
 							   : POOL_REASON_PROXY_UNHEALTHY;
 		go_offline(src, &ev, r->duration_ms, now_ms);
 	}
+}
+
+int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err, uint64_t now_ms)
+{
+	if (!src || (kind != POOL_FAILURE_UNPLUMBED && kind != POOL_FAILURE_PROXY_UNHEALTHY &&
+		     kind != POOL_FAILURE_PORTS_EXHAUSTED))
+		return -EINVAL;
+	if (!(src = live(src)))
+		return -ESTALE;
+	assert(!src->set->firing);
+	pool__run_due(src->set, now_ms);
+	record_failure(src, kind, err, false, now_ms);
 	return 0;
 }
 
@@ -337,27 +350,7 @@ int pool_report_absent(struct pool_source *src, int err, uint64_t now_ms)
 		return -ESTALE;
 	assert(!src->set->firing);
 	pool__run_due(src->set, now_ms);
-
-	const struct pool_rule *r = &src->rule[POOL_FAILURE_UNPLUMBED];
-	struct pool_event ev = {
-	    .type = POOL_EVENT_FAILURE,
-	    .source = src,
-	    .kind = POOL_FAILURE_UNPLUMBED,
-	    .err = err < 0 ? -err : err,
-	    .errors = 1,
-	    .trigger_count = 1,
-	    .now_ms = now_ms,
-	};
-	bool fires = src->state == POOL_STATE_ELIGIBLE && r->enabled;
-
-	src->counters.failures[POOL_FAILURE_UNPLUMBED]++;
-	note_failure(src, POOL_FAILURE_UNPLUMBED, ev.err, now_ms);
-	emit(src->set, &ev);
-	if (fires) {
-		window_clear(&src->win[POOL_FAILURE_UNPLUMBED]);
-		ev.reason = POOL_REASON_UNPLUMBED;
-		go_offline(src, &ev, r->duration_ms, now_ms);
-	}
+	record_failure(src, POOL_FAILURE_UNPLUMBED, err, true, now_ms);
 	return 0;
 }
 
