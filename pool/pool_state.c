@@ -262,14 +262,24 @@ static struct pool_source *live(struct pool_source *src)
 	return src->set->retired ? src->anchor->tail : src;
 }
 
+/* Every state change starts here: the live version of `src` (NULL when it is
+ * gone from the current set), with the expiries due by now_ms run first so
+ * the change sees the state as of now. */
+static struct pool_source *enter(struct pool_source *src, uint64_t now_ms)
+{
+	if (!(src = live(src)))
+		return NULL;
+	assert(!src->set->firing);
+	pool__run_due(src->set, now_ms);
+	return src;
+}
+
 int pool_report_success(struct pool_source *src, uint64_t now_ms)
 {
 	if (!src)
 		return -EINVAL;
-	if (!(src = live(src)))
+	if (!(src = enter(src, now_ms)))
 		return -ESTALE;
-	assert(!src->set->firing);
-	pool__run_due(src->set, now_ms);
 	src->counters.successes++;
 	src->health.has_success = true;
 	src->health.last_success_ms = now_ms;
@@ -334,10 +344,8 @@ int pool_report_failure(struct pool_source *src, enum pool_failure kind, int err
 	if (!src || (kind != POOL_FAILURE_UNPLUMBED && kind != POOL_FAILURE_PROXY_UNHEALTHY &&
 		     kind != POOL_FAILURE_PORTS_EXHAUSTED))
 		return -EINVAL;
-	if (!(src = live(src)))
+	if (!(src = enter(src, now_ms)))
 		return -ESTALE;
-	assert(!src->set->firing);
-	pool__run_due(src->set, now_ms);
 	record_failure(src, kind, err, false, now_ms);
 	return 0;
 }
@@ -346,10 +354,8 @@ int pool_report_absent(struct pool_source *src, int err, uint64_t now_ms)
 {
 	if (!src)
 		return -EINVAL;
-	if (!(src = live(src)))
+	if (!(src = enter(src, now_ms)))
 		return -ESTALE;
-	assert(!src->set->firing);
-	pool__run_due(src->set, now_ms);
 	record_failure(src, POOL_FAILURE_UNPLUMBED, err, true, now_ms);
 	return 0;
 }
@@ -358,10 +364,8 @@ int pool_report_check_ok(struct pool_source *src, bool resume, uint64_t now_ms)
 {
 	if (!src)
 		return -EINVAL;
-	if (!(src = live(src)))
+	if (!(src = enter(src, now_ms)))
 		return -ESTALE;
-	assert(!src->set->firing);
-	pool__run_due(src->set, now_ms);
 	src->health.has_success = true;
 	src->health.last_success_ms = now_ms;
 	window_clear(&src->win[POOL_FAILURE_PROXY_UNHEALTHY]);
@@ -376,10 +380,8 @@ int pool_source_suspend(struct pool_source *src, uint64_t duration_ms, uint64_t 
 {
 	if (!src || duration_ms == 0)
 		return -EINVAL;
-	if (!(src = live(src)))
+	if (!(src = enter(src, now_ms)))
 		return -ESTALE;
-	assert(!src->set->firing);
-	pool__run_due(src->set, now_ms);
 	struct pool_event ev = {.reason = POOL_REASON_MANUAL};
 	go_offline(src, &ev, duration_ms, now_ms);
 	return 0;
@@ -389,10 +391,8 @@ int pool_source_resume(struct pool_source *src, uint64_t now_ms)
 {
 	if (!src)
 		return -EINVAL;
-	if (!(src = live(src)))
+	if (!(src = enter(src, now_ms)))
 		return -ESTALE;
-	assert(!src->set->firing);
-	pool__run_due(src->set, now_ms);
 	if (src->state != POOL_STATE_SUSPENDED)
 		return -EALREADY;
 	go_online(src, now_ms, true);
