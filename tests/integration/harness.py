@@ -799,6 +799,22 @@ def negotiate(sock, req, methods=(0,), pipelined=None):
     return sel
 
 
+def accepts_new_connection(proxy_addr, dest):
+    """True when a fresh client still gets a relayed connection."""
+    try:
+        s = connect_to(proxy_addr, timeout=0.5)
+    except OSError:
+        return False
+    try:
+        if negotiate(s, request(CMD_CONNECT, *dest)) != b"\x05\x00":
+            return False
+        return read_reply(s).rep == 0
+    except (OSError, EOFError, AssertionError):
+        return False
+    finally:
+        s.close()
+
+
 def socks_open(proxy_addr, host, port, source=None, timeout=IO_TIMEOUT, **kw):
     """A relayed connection to (host, port), or SocksError with the reply."""
     s = connect_to(proxy_addr, source, timeout)

@@ -5,24 +5,8 @@ import signal
 import socket
 import time
 
-from harness import (CMD_CONNECT, EchoServer, ProxyCase, connect_to, main, make_config,
-                     negotiate, read_reply, read_until_close, request, sockpool_only)
-
-
-def accepts_new_connection(proxy_addr, dest):
-    """True when a fresh client still gets a relayed connection."""
-    try:
-        s = connect_to(proxy_addr, timeout=0.5)
-    except OSError:
-        return False
-    try:
-        if negotiate(s, request(CMD_CONNECT, *dest)) != b"\x05\x00":
-            return False
-        return read_reply(s).rep == 0
-    except (OSError, EOFError, AssertionError):
-        return False
-    finally:
-        s.close()
+from harness import (EchoServer, ProxyCase, accepts_new_connection, main, make_config,
+                     read_until_close, sockpool_only)
 
 
 @sockpool_only

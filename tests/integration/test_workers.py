@@ -9,8 +9,8 @@ import signal
 import threading
 import time
 
-from harness import (CMD_CONNECT, EchoServer, NetnsCase, RecordServer, connect_to,
-                     log_matcher, main, make_config, negotiate, quick_connect, read_reply,
+from harness import (CMD_CONNECT, EchoServer, NetnsCase, RecordServer, accepts_new_connection,
+                     connect_to, log_matcher, main, make_config, quick_connect,
                      read_until_close, request, socks_open, suspended, wait_until)
 from test_admin import Admin, sample
 
@@ -222,7 +222,7 @@ class Workers(Admin):
             self.assertLess(time.monotonic(), deadline, "no live relay on both workers")
         proxy.send_signal(signal.SIGTERM)
         proxy.wait_log(log_matcher("INFO", ("stopping",)), 5)
-        wait_until(lambda: not self.accepts(proxy.addr, echo.addr), 5, 0.05,
+        wait_until(lambda: not accepts_new_connection(proxy.addr, echo.addr), 5, 0.05,
                    "new connections refused after SIGTERM")
         self.assertIsNone(proxy.proc.poll(), "exited with relays live")
         for i, s in enumerate(live):
@@ -248,20 +248,6 @@ class Workers(Admin):
         for s in live:
             self.assertIn(read_until_close(s, 3)[1], ("eof", "reset"))
         proxy.stop()
-
-    def accepts(self, proxy_addr, dest):
-        try:
-            s = connect_to(proxy_addr, timeout=0.5)
-        except OSError:
-            return False
-        try:
-            if negotiate(s, request(CMD_CONNECT, *dest)) != b"\x05\x00":
-                return False
-            return read_reply(s).rep == 0
-        except (OSError, EOFError, AssertionError):
-            return False
-        finally:
-            s.close()
 
     def test_workers_1_runs_no_thread(self):
         proxy = self.start(sections=LOOPBACK, workers="1")
