@@ -13,30 +13,12 @@
 
 #include "conf.h"
 #include "dstpolicy.h"
-
-static struct sockaddr_storage sa(const char *ip, uint16_t port)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof(ss));
-	if (strchr(ip, ':')) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-	}
-	return ss;
-}
+#include "test_addr.h"
 
 /* The fake host has 192.0.2.1 and 2001:db8::1 besides loopback. */
 static bool fake_local(const struct sockaddr *addr, void *ctx)
 {
-	struct sockaddr_storage a = sa("192.0.2.1", 0), b = sa("2001:db8::1", 0);
+	struct sockaddr_storage a = test_addr("192.0.2.1", 0), b = test_addr("2001:db8::1", 0);
 	unsigned *calls = ctx;
 
 	(*calls)++;
@@ -82,14 +64,14 @@ static void fixture_done(struct fixture *f)
 static enum dstpolicy_verdict check(struct fixture *f, const char *client, const char *dest,
 				    uint16_t port)
 {
-	struct sockaddr_storage c = sa(client, 40000), d = sa(dest, port);
+	struct sockaddr_storage c = test_addr(client, 40000), d = test_addr(dest, port);
 
 	return dstpolicy_check(&f->p, (struct sockaddr *)&c, (struct sockaddr *)&d);
 }
 
 static void test_dstpolicy_normalise(void **state)
 {
-	struct sockaddr_storage in = sa("::ffff:127.0.0.1", 9180), out;
+	struct sockaddr_storage in = test_addr("::ffff:127.0.0.1", 9180), out;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&out;
 
 	(void)state;
@@ -98,7 +80,7 @@ static void test_dstpolicy_normalise(void **state)
 	assert_int_equal(ntohs(s4->sin_port), 9180);
 	assert_int_equal(ntohl(s4->sin_addr.s_addr), 0x7f000001);
 
-	in = sa("2001:db8::5", 25);
+	in = test_addr("2001:db8::5", 25);
 	assert_int_equal(dstpolicy_normalise((struct sockaddr *)&in, &out), 0);
 	assert_int_equal(out.ss_family, AF_INET6);
 	assert_memory_equal(&out, &in, sizeof(struct sockaddr_in6));
@@ -134,7 +116,7 @@ static void test_dstpolicy_classes(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		struct sockaddr_storage a = sa(rows[i].ip, 0);
+		struct sockaddr_storage a = test_addr(rows[i].ip, 0);
 		const struct sockaddr *p = (struct sockaddr *)&a;
 		assert_int_equal(dstpolicy_is_loopback(p), rows[i].loop);
 		assert_int_equal(dstpolicy_is_unspecified(p), rows[i].unspec);
@@ -269,7 +251,7 @@ static void test_dstpolicy_lists(void **state)
 static void test_dstpolicy_bad_arguments(void **state)
 {
 	struct fixture f;
-	struct sockaddr_storage c = sa("127.0.0.1", 1), d = sa("198.51.100.1", 25);
+	struct sockaddr_storage c = test_addr("127.0.0.1", 1), d = test_addr("198.51.100.1", 25);
 
 	(void)state;
 	fixture_init(&f, NULL, NULL);
@@ -278,7 +260,7 @@ static void test_dstpolicy_bad_arguments(void **state)
 	assert_int_equal(dstpolicy_check(&f.p, (struct sockaddr *)&c, NULL), DSTPOLICY_DENY_LIST);
 	/* An unknown client counts as remote. */
 	assert_int_equal(dstpolicy_check(&f.p, NULL, (struct sockaddr *)&d), DSTPOLICY_ALLOW);
-	d = sa("127.0.0.1", 25);
+	d = test_addr("127.0.0.1", 25);
 	assert_int_equal(dstpolicy_check(&f.p, NULL, (struct sockaddr *)&d), DSTPOLICY_DENY_LOCAL);
 	assert_string_equal(dstpolicy_verdict_str(DSTPOLICY_DENY_SELF),
 			    "own listener or admin port");
@@ -289,8 +271,9 @@ static void test_dstpolicy_bad_arguments(void **state)
  * address is not (no test host plumbs 203.0.113.254). */
 static void test_dstpolicy_bind_test(void **state)
 {
-	struct sockaddr_storage a = sa("127.0.0.1", 9180), b = sa("203.0.113.254", 9180),
-				m = sa("::ffff:127.0.0.1", 1);
+	struct sockaddr_storage a = test_addr("127.0.0.1", 9180),
+				b = test_addr("203.0.113.254", 9180),
+				m = test_addr("::ffff:127.0.0.1", 1);
 
 	(void)state;
 	assert_true(dstpolicy_bind_test((struct sockaddr *)&a, NULL));

@@ -16,25 +16,7 @@
 #include <unistd.h>
 
 #include "lsock.h"
-
-static struct sockaddr_storage addr_of(const char *ip, uint16_t port)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof ss);
-	if (strchr(ip, ':')) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-	}
-	return ss;
-}
+#include "test_addr.h"
 
 static struct sockaddr_storage bound_of(int fd)
 {
@@ -87,7 +69,7 @@ static int accept_all(int fd)
 
 static void test_lsock_v4_options_are_set(void **state)
 {
-	struct sockaddr_storage a = addr_of("127.0.0.1", 0);
+	struct sockaddr_storage a = test_addr("127.0.0.1", 0);
 	struct lsock_opts o = {
 	    .reuseport = true, .fastopen_qlen = 256, .nodelay = true, .keepalive_ms = 90000};
 	int fd = lsock_open((struct sockaddr *)&a, &o), c, acc;
@@ -120,7 +102,7 @@ static void test_lsock_v4_options_are_set(void **state)
 
 static void test_lsock_defaults_leave_options_off(void **state)
 {
-	struct sockaddr_storage a = addr_of("127.0.0.1", 0);
+	struct sockaddr_storage a = test_addr("127.0.0.1", 0);
 	int fd = lsock_open((struct sockaddr *)&a, NULL);
 
 	(void)state;
@@ -134,7 +116,7 @@ static void test_lsock_defaults_leave_options_off(void **state)
 
 static void test_lsock_keepalive_below_a_second_is_one_second(void **state)
 {
-	struct sockaddr_storage a = addr_of("127.0.0.1", 0);
+	struct sockaddr_storage a = test_addr("127.0.0.1", 0);
 	struct lsock_opts o = {.keepalive_ms = 300};
 	int fd = lsock_open((struct sockaddr *)&a, &o);
 
@@ -147,7 +129,7 @@ static void test_lsock_keepalive_below_a_second_is_one_second(void **state)
 /* Two sockets on one port: the kernel spreads connections over both. */
 static void test_lsock_reuseport_group_shares_the_load(void **state)
 {
-	struct sockaddr_storage a = addr_of("127.0.0.1", 0), b;
+	struct sockaddr_storage a = test_addr("127.0.0.1", 0), b;
 	struct lsock_opts o = {.reuseport = true};
 	int fd1 = lsock_open((struct sockaddr *)&a, &o), fd2, n1, n2;
 	int clients[64];
@@ -175,7 +157,7 @@ static void test_lsock_reuseport_group_shares_the_load(void **state)
 
 static void test_lsock_reuseport_needs_it_on_every_socket(void **state)
 {
-	struct sockaddr_storage a = addr_of("127.0.0.1", 0);
+	struct sockaddr_storage a = test_addr("127.0.0.1", 0);
 	struct lsock_opts on = {.reuseport = true}, off = {0};
 	int fd1 = lsock_open((struct sockaddr *)&a, &on);
 
@@ -185,7 +167,7 @@ static void test_lsock_reuseport_needs_it_on_every_socket(void **state)
 	assert_int_equal(lsock_open((struct sockaddr *)&a, &off), -EADDRINUSE);
 	close(fd1);
 
-	a = addr_of("127.0.0.1", 0);
+	a = test_addr("127.0.0.1", 0);
 	fd1 = lsock_open((struct sockaddr *)&a, &off);
 	assert_true(fd1 >= 0);
 	a = bound_of(fd1);
@@ -202,7 +184,7 @@ static void test_lsock_v6_is_v6only(void **state)
 
 	(void)state;
 	for (int tries = 0; tries < 20 && fd4 < 0; tries++) {
-		struct sockaddr_storage a6 = addr_of("::", 0), a4;
+		struct sockaddr_storage a6 = test_addr("::", 0), a4;
 		int fd6 = lsock_open((struct sockaddr *)&a6, NULL);
 
 		if (fd6 == -EAFNOSUPPORT || fd6 == -EADDRNOTAVAIL)
@@ -210,7 +192,7 @@ static void test_lsock_v6_is_v6only(void **state)
 		assert_true(fd6 >= 0);
 		assert_int_equal(opt_int(fd6, IPPROTO_IPV6, IPV6_V6ONLY), 1);
 		a6 = bound_of(fd6);
-		a4 = addr_of("0.0.0.0", port_of(&a6));
+		a4 = test_addr("0.0.0.0", port_of(&a6));
 		fd4 = lsock_open((struct sockaddr *)&a4, NULL);
 		assert_true(fd4 >= 0 || fd4 == -EADDRINUSE);
 		close(fd6);
@@ -221,7 +203,7 @@ static void test_lsock_v6_is_v6only(void **state)
 
 static void test_lsock_errors(void **state)
 {
-	struct sockaddr_storage a = addr_of("192.0.2.1", 0); /* TEST-NET-1: not on this host */
+	struct sockaddr_storage a = test_addr("192.0.2.1", 0); /* TEST-NET-1: not on this host */
 	struct sockaddr_storage un = {.ss_family = AF_UNIX};
 
 	(void)state;
